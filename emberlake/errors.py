@@ -1,0 +1,67 @@
+"""The one error hierarchy of emberlake.
+
+Every error a user can see derives from :class:`EmberlakeError`; its message says what was wrong
+and, where there is one, what to do about it. The CLI turns these into exit codes in one place.
+"""
+
+from __future__ import annotations
+
+
+class EmberlakeError(Exception):
+    """Root of every error emberlake raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(EmberlakeError):
+    """A setting is missing, malformed or contradicts another."""
+
+    exit_code = 2
+
+
+class BrokerError(EmberlakeError):
+    """The Kafka-protocol broker could not be started, reached or used."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker did not confirm a delivery in time; the client should retry."""
+
+
+class InvalidRequest(EmberlakeError):
+    """An OTLP request could not be decoded or violates the protocol."""
+
+
+class RequestTooLarge(InvalidRequest):
+    """An OTLP request is larger than the configured limit."""
+
+
+class TenantError(EmberlakeError):
+    """A tenant name is invalid or the caller may not act for that tenant."""
+
+
+class Unauthenticated(TenantError):
+    """The request carried no valid credentials while authentication is on."""
+
+
+class LakeError(EmberlakeError):
+    """An Iceberg table could not be read, evolved or committed."""
+
+
+class CommitConflict(LakeError):
+    """Another writer changed the offsets this writer expected to own; the batch was dropped."""
+
+
+class QueryError(EmberlakeError):
+    """A SQL query failed to run."""
+
+
+class QueryRejected(QueryError):
+    """A SQL query was refused because it is not a read-only query over the tenant's tables."""
+
+
+class QueryTimeout(QueryError):
+    """A SQL query ran past its time limit and was cancelled."""
+
+
+class NotFound(EmberlakeError):
+    """A named table or resource does not exist."""

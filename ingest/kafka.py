@@ -1,0 +1,171 @@
+"""Kafka edge: client configuration, topic creation and an acknowledging producer.
+
+Everything that touches confluent-kafka for producing and administration lives here, so the
+rest of emberlake speaks in topics, keys and futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from emberlake.errors import BrokerError, BrokerUnavailable
+from emberlake.settings import Settings, parse_pairs
+from ingest.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """Base librdkafka configuration for any client of the configured broker."""
+    conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers}
+    conf.update(parse_pairs(settings.kafka.extra))
+    conf.update(extra)
+    return conf
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    k = settings.kafka
+    return client_config(
+        settings,
+        **{
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": k.compression,
+            "linger.ms": k.linger_ms,
+            "delivery.timeout.ms": k.delivery_timeout_ms,
+            "message.max.bytes": 32 * 1024 * 1024,
+            "queue.buffering.max.kbytes": 512 * 1024,
+        },
+    )
+
+
+def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str, Any]:
+    conf = client_config(
+        settings,
+        **{
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": settings.kafka.session_timeout_ms,
+            "heartbeat.interval.ms": max(500, settings.kafka.session_timeout_ms // 6),
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        },
+    )
+    conf.update(extra)
+    return conf
+
+
+def ensure_topics(settings: Settings, names: Iterable[str], timeout: float = 30.0) -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are."""
+    admin = AdminClient(client_config(settings))
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise BrokerError(
+            f"cannot reach the broker at {settings.bootstrap_servers}: {exc}"
+        ) from None
+    wanted = [
+        NewTopic(
+            name,
+            num_partitions=settings.kafka.partitions,
+            replication_factor=settings.kafka.replication_factor,
+        )
+        for name in names
+        if name not in existing
+    ]
+    if not wanted:
+        return
+    for name, fut in admin.create_topics(wanted, request_timeout=timeout).items():
+        try:
+            fut.result()
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise BrokerError(f"cannot create topic {name}: {exc}") from None
+
+
+def ensure_emberlake_topics(settings: Settings) -> None:
+    topics = Topics(settings.kafka.topic_prefix)
+    ensure_topics(settings, [*topics.all_signals, topics.anomalies])
+
+
+def cluster_id(settings: Settings, timeout: float = 10.0) -> str:
+    """The broker cluster's id: a fresh embedded broker has a new one, real Kafka keeps its own."""
+    admin = AdminClient(client_config(settings))
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach the broker at {settings.bootstrap_servers}: {exc}") from None
+    return str(md.cluster_id or "")
+
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class KafkaSink:
+    """An idempotent, acks=all producer whose sends resolve only once the broker has them.
+
+    A background thread serves delivery callbacks, so callers on any thread or event loop get a
+    future per record that completes on delivery or fails with :class:`BrokerUnavailable`.
+    """
+
+    def __init__(self, settings: Settings, conf: dict[str, Any] | None = None):
+        self._producer = Producer(conf or producer_config(settings))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="kafka-sink", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    def send(
+        self, topic: str, key: bytes, value: bytes, headers: Headers = ()
+    ) -> concurrent.futures.Future[tuple[int, int]]:
+        """Produce one record; the future yields (partition, offset) once it is acknowledged."""
+        fut: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
+
+        def on_delivery(err: KafkaError | None, msg: Any) -> None:
+            if err is not None:
+                fut.set_exception(BrokerUnavailable(f"broker did not take the record: {err.str()}"))
+            else:
+                fut.set_result((msg.partition(), msg.offset()))
+
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=list(headers), on_delivery=on_delivery
+                )
+                return fut
+            except BufferError:
+                # The local queue is full: the broker is slow or gone. Wait a little, once.
+                self._producer.poll(0.1)
+                if self._stop.is_set():
+                    raise BrokerUnavailable("producer is closing") from None
+            except KafkaException as exc:
+                raise BrokerUnavailable(f"cannot produce to {topic}: {exc}") from None
+
+    async def send_all(self, records: Sequence[tuple[str, bytes, bytes, Headers]]) -> None:
+        """Produce records and wait until every one is acknowledged (or raise)."""
+        futures = [asyncio.wrap_future(self.send(*r)) for r in records]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res if isinstance(res, BrokerUnavailable) else BrokerUnavailable(str(res))
+
+    def flush(self, timeout: float = 10.0) -> int:
+        return int(self._producer.flush(timeout))
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.flush(timeout)
+        self._stop.set()
+        self._thread.join(timeout=2)
