@@ -35,6 +35,10 @@ class RequestTooLarge(InvalidRequest):
     """An OTLP request is larger than the configured limit."""
 
 
+class UnsupportedMediaType(InvalidRequest):
+    """An OTLP/HTTP request uses a content type or content encoding the receiver cannot read."""
+
+
 class TenantError(EmberlakeError):
     """A tenant name is invalid or the caller may not act for that tenant."""
 
