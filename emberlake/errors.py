@@ -67,5 +67,13 @@ class QueryTimeout(QueryError):
     """A SQL query ran past its time limit and was cancelled."""
 
 
+class InvalidSQL(QueryError):
+    """A SQL query could not be parsed or bound (syntax error, unknown column, wrong types)."""
+
+
+class QuerydUnavailable(QueryError):
+    """The query daemon could not be reached over HTTP."""
+
+
 class NotFound(EmberlakeError):
     """A named table or resource does not exist."""
