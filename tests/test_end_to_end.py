@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.otel_senders import Endpoints, send_json_spans, send_logs, send_metrics, send_spans
-from tests.system import System
+from emberlake.local import LocalSystem as System
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""A whole emberlake system in a subprocess (``emberlake up``), for end-to-end tests."""
+"""A whole local emberlake system in a subprocess (``emberlake up``): for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 @dataclass
-class System:
+class LocalSystem:
     """``emberlake up`` with its own data folder, ports and embedded broker (or a given one)."""
 
     data_dir: Path
