@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from emberlake.broker import wait_for_port
+from emberlake.errors import EmberlakeError, QueryError
 
 
 def free_port() -> int:
@@ -84,7 +85,7 @@ class LocalSystem:
             try:
                 wait_for_port("127.0.0.1", port, max(1.0, deadline - time.monotonic()))
             except Exception as exc:
-                raise AssertionError(f"system did not start: {exc}\n{self.logs()}") from None
+                raise EmberlakeError(f"system did not start: {exc}\n{self.logs()}") from None
 
     def logs(self) -> str:
         out = []
@@ -101,7 +102,7 @@ class LocalSystem:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"emberlake up did not stop in {timeout}s\n{self.logs()}") from None
+            raise EmberlakeError(f"emberlake up did not stop in {timeout}s\n{self.logs()}") from None
 
     def query(self, sql: str, tenant: str | None = None) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
@@ -115,7 +116,7 @@ class LocalSystem:
                 result: dict[str, Any] = json.loads(resp.read())
                 return result
         except urllib.error.HTTPError as exc:
-            raise AssertionError(f"query failed {exc.code}: {exc.read()!r}") from None
+            raise QueryError(f"query failed {exc.code}: {exc.read()!r}") from None
 
     def wait_rows(
         self, sql: str, expected: int, timeout: float = 60.0, tenant: str | None = None
@@ -128,7 +129,7 @@ class LocalSystem:
                 last = self.query(sql, tenant)
                 if last["rows"] and last["rows"][0][0] == expected:
                     return last
-            except AssertionError as exc:
+            except QueryError as exc:
                 last = str(exc)
             time.sleep(0.5)
-        raise AssertionError(f"{sql!r}: wanted {expected}, last {last}\n{self.logs()}")
+        raise EmberlakeError(f"{sql!r}: wanted {expected}, last {last}\n{self.logs()}")
