@@ -77,3 +77,19 @@ class QuerydUnavailable(QueryError):
 
 class NotFound(EmberlakeError):
     """A named table or resource does not exist."""
+
+
+class SessionError(EmberlakeError):
+    """An agent session or its object store is missing, unreadable or inconsistent."""
+
+
+class CorruptObject(SessionError):
+    """A stored session object does not match its content address; the store was tampered with."""
+
+
+class SandboxUnavailable(EmberlakeError):
+    """The shell tool's sandbox cannot be built here, so the tool is disabled."""
+
+
+class ModelError(EmberlakeError):
+    """The language model could not be reached or returned something unusable."""

@@ -114,9 +114,18 @@ class AgentSettings:
     max_tokens: int = 2048
     tenant_token_budget: int = 2_000_000
     max_steps: int = 12
+    #: Where sessions live: empty = data_dir/sessions, a folder, file:///path or s3://bucket/prefix.
     sessions_url: str = ""
+    #: Options of an s3:// sessions store, "endpoint_url=...,region=...,access_key_id=...,..."
+    sessions_options: str = ""
+    #: Stream model responses (messages.stream) instead of one request per turn.
+    anthropic_streaming: bool = False
+    anthropic_max_retries: int = 2
+    #: How often the agent worker looks for open investigations and pending approvals.
+    worker_poll_seconds: float = 2.0
     shell_timeout_seconds: float = 20.0
     shell_memory_mb: int = 512
+    shell_max_processes: int = 64
     detector_window_seconds: float = 10.0
     detector_warmup_windows: int = 6
     detector_min_requests: int = 20
