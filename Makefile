@@ -6,8 +6,8 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 # Debian packages the test suite uses: a headless browser for the web page, bubblewrap for the
-# agent shell sandbox.
-SYSTEM_PACKAGES = chromium bubblewrap
+# agent shell sandbox, PostgreSQL for the shared-catalog tests.
+SYSTEM_PACKAGES = chromium bubblewrap postgresql
 
 .PHONY: up test install system-deps bench lint clean
 

@@ -50,3 +50,21 @@ def settings(tmp_path: Path, broker: EmbeddedBroker) -> Settings:
         lake=LakeSettings(batch_max_seconds=0.5, writer_group=f"{prefix}-writer"),
         queryd=QuerydSettings(port=free_port()),
     )
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real PostgreSQL server for shared-catalog tests."""
+    from tests.services import postgres
+
+    with postgres(tmp_path_factory.mktemp("pg"), free_port()) as pg:
+        yield pg
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto) on 127.0.0.1."""
+    from tests.services import moto_s3
+
+    with moto_s3(free_port()) as s3:
+        yield s3
