@@ -79,6 +79,26 @@ class NotFound(EmberlakeError):
     """A named table or resource does not exist."""
 
 
+class ResourceError(EmberlakeError):
+    """A request to the resource API was refused; the message says why."""
+
+
+class InvalidArgument(ResourceError):
+    """A resource name, filter, field mask, page token or body is malformed."""
+
+
+class AlreadyExists(ResourceError):
+    """A resource with that name already exists; pick another id or update it instead."""
+
+
+class EtagMismatch(ResourceError):
+    """The resource changed since it was read (etag mismatch): read it again, then retry."""
+
+
+class FailedPrecondition(ResourceError):
+    """The resource is not in a state that allows this request (e.g. it still has children)."""
+
+
 class SessionError(EmberlakeError):
     """An agent session or its object store is missing, unreadable or inconsistent."""
 

@@ -131,6 +131,16 @@ class AgentSettings:
     detector_min_requests: int = 20
     detector_z_threshold: float = 4.0
     detector_error_rate_floor: float = 0.05
+    #: A window closes once the service's newest event time passes its end by this much.
+    detector_lateness_seconds: float = 10.0
+    #: A window of a service that went quiet closes after this much wall time without records.
+    detector_idle_seconds: float = 30.0
+    #: Largest number of records the detectors fold into one state commit.
+    detector_batch_records: int = 500
+    #: Longest wait for a batch to fill before it is processed anyway.
+    detector_batch_seconds: float = 0.5
+    #: Where resources live: empty = SQLite at data_dir/resources.db, or sqlite:///path.
+    resources_uri: str = ""
     incident_window_seconds: float = 600.0
 
 
