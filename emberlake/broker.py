@@ -124,6 +124,19 @@ class EmbeddedBroker:
         if self._proc.poll() is not None:
             raise BrokerError(f"the embedded broker exited at start (code {self._proc.returncode})")
 
+    def memory_mb(self) -> int:
+        """Resident memory of the broker process, in MiB (0 when it is not running)."""
+        if self._proc is None:
+            return 0
+        try:
+            status = Path(f"/proc/{self._proc.pid}/status").read_text()
+        except OSError:
+            return 0
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+        return 0
+
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

@@ -39,6 +39,9 @@ class KafkaSettings:
     bootstrap_servers: str = ""
     #: Port of the embedded broker (only used when bootstrap_servers is empty).
     embedded_port: int = 9092
+    #: The embedded broker keeps every record in memory and supports no retention; above this
+    #: size the supervisor drains it into the lake and starts it afresh.
+    embedded_max_memory_mb: int = 1024
     topic_prefix: str = "emberlake"
     partitions: int = 4
     replication_factor: int = 1

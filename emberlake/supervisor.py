@@ -24,6 +24,7 @@ import click
 
 from emberlake.broker import EmbeddedBroker, broker_for
 from emberlake.settings import Settings, to_env
+from emberlake.status import wait_drained
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Supervisor:
         self.running: dict[str, Running] = {}
         self._stopping = threading.Event()
         self.logs = settings.data_path / "logs"
+        self.run_dir = settings.data_path / "run"
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -121,10 +123,21 @@ class Supervisor:
     def watch(self) -> None:
         """Restart components that die, with backoff, until asked to stop."""
         while not self._stopping.wait(1.0):
-            if isinstance(self.broker, EmbeddedBroker) and not self.broker.alive():
-                log.error("the embedded broker died; restarting it and every component")
-                self._restart_all()
-                continue
+            if isinstance(self.broker, EmbeddedBroker):
+                if not self.broker.alive():
+                    log.error("the embedded broker died; restarting it and every component")
+                    self._restart_all()
+                    continue
+                rss = self.broker.memory_mb()
+                if rss > self.settings.kafka.embedded_max_memory_mb:
+                    log.warning(
+                        "embedded broker holds %d MB (limit %d): draining it into the lake and "
+                        "starting it afresh",
+                        rss,
+                        self.settings.kafka.embedded_max_memory_mb,
+                    )
+                    self._restart_all()
+                    continue
             for name, run in list(self.running.items()):
                 code = run.proc.poll()
                 if code is None:
@@ -159,13 +172,19 @@ class Supervisor:
         log.info("stopped %s", run.component.name)
 
     def _stop_components(self) -> None:
+        """Stop intake, let the writer drain what the broker holds into the lake, stop the rest."""
         order = ["receiver", "writer"] + [
             c.name for c in reversed(COMPONENTS) if c.name not in {"receiver", "writer"}
         ]
         for name in order:
             run = self.running.pop(name, None)
-            if run is not None:
-                self._stop_one(run)
+            if run is None:
+                continue
+            if name == "writer" and self.settings.embedded_broker and run.proc.poll() is None:
+                quiet = max(1.0, 2 * self.settings.lake.batch_max_seconds)
+                if not wait_drained(self.run_dir, "writer", quiet, timeout=120):
+                    log.warning("the writer did not report drained within 120s; stopping it")
+            self._stop_one(run)
 
     def stop(self) -> None:
         self._stopping.set()
