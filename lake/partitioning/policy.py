@@ -1,0 +1,310 @@
+"""The layout policy: from table statistics and a query workload to a layout proposal (pure).
+
+The rules are the ones a data engineer applies by hand, each with a threshold from settings:
+
+- **Time granularity.** ``day`` → ``hour`` on the event-time column once one day holds more than
+  ``day_split_bytes`` (an hour-window query then reads 1/24 of it); back to ``day`` when the
+  largest day has shrunk below a quarter of that (the gap keeps the layout from flapping); a table
+  not partitioned by time at all gets ``day`` (or ``hour`` if already large).
+- **Service.** ``identity(service_name)`` when a table has few services (``<= max_services``) and
+  at least ``filter_share`` of its queries filter on the service; removed again if the number of
+  services grows past twice the limit (partitions would become tiny).
+- **Trace lookups.** ``bucket[N](trace_id)`` when at least ``filter_share`` of the queries look
+  traces up by id; N grows with the daily volume so buckets stay near the target file size.
+- **Sort order.** Frequently equality-filtered columns not already identity-partitioned, lowest
+  cardinality first, then the time column (skipped after ``trace_id``, whose ordering leaves no
+  room for time clustering). Sorting keeps the min/max ranges of compacted files narrow, so
+  file and row-group pruning works for those filters.
+
+Nothing is proposed without enough evidence (``min_queries`` logged queries for workload rules).
+Every change carries a human-readable reason and the numbers behind it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from lake.partitioning.querylog import Workload
+from lake.partitioning.stats import Layout, LayoutField, SortKey, TableStats
+
+SERVICE_COLUMN = "service_name"
+TRACE_COLUMN = "trace_id"
+
+Evidence = Mapping[str, int | float | str]
+
+
+@dataclass(frozen=True)
+class PolicyThresholds:
+    """The knobs of the layout policy (see the module docs for what each rule does)."""
+
+    day_split_bytes: int = 512 * 1024 * 1024
+    max_services: int = 16
+    filter_share: float = 0.2
+    min_queries: int = 20
+    max_trace_buckets: int = 16
+    target_file_bytes: int = 128 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LayoutChange:
+    """One proposed change to a partition spec or sort order, with why and on what evidence."""
+
+    kind: str  # "partition" or "sort"
+    action: str  # "add", "remove" or "replace"
+    before: str | None
+    after: str | None
+    reason: str
+    evidence: Evidence = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if self.action == "replace":
+            what = f"{self.kind}: {self.before} -> {self.after}"
+        elif self.action == "add":
+            what = f"{self.kind}: add {self.after}"
+        else:
+            what = f"{self.kind}: remove {self.before}"
+        return f"{what} ({self.reason})"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "action": self.action,
+            "before": self.before,
+            "after": self.after,
+            "reason": self.reason,
+            "evidence": dict(self.evidence),
+        }
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A target layout for one table and the changes that lead there from its current one."""
+
+    table: str
+    current: Layout
+    target: Layout
+    changes: tuple[LayoutChange, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "table": self.table,
+            "current": str(self.current),
+            "target": str(self.target),
+            "changes": [c.to_dict() for c in self.changes],
+        }
+
+
+def _mib(n: float) -> float:
+    return round(n / (1024 * 1024), 1)
+
+
+def projected_day_bytes(stats: TableStats) -> int:
+    """Bytes a full day would hold at the observed data rate (0 for less than an hour of data).
+
+    A young table has no full day yet; projecting its rate lets a busy table get hourly
+    partitions in its first hours rather than after its first large day.
+    """
+    span = stats.time_span_seconds
+    if span < 3600:
+        return 0
+    return int(stats.bytes / span * 86400)
+
+
+def _time_rule(
+    stats: TableStats, layout: Layout, t: PolicyThresholds
+) -> tuple[Layout, LayoutChange | None]:
+    column = stats.time_column
+    if column is None or column not in stats.columns or stats.rows == 0:
+        return layout, None
+    current = layout.time_field(column)
+    largest = stats.largest_day
+    largest_bytes = max(largest.bytes if largest else 0, projected_day_bytes(stats))
+    evidence: dict[str, int | float | str] = {
+        "largest_day": largest.day if largest else "",
+        "largest_day_bytes": largest.bytes if largest else 0,
+        "largest_day_rows": largest.rows if largest else 0,
+        "projected_day_bytes": projected_day_bytes(stats),
+        "day_split_bytes": t.day_split_bytes,
+        "days": len(stats.days),
+    }
+    if current is None:
+        transform = "hour" if largest_bytes >= t.day_split_bytes else "day"
+        new = LayoutField(column, transform)
+        reason = (
+            f"{column} is not partitioned by time, so time-window filters cannot skip files; "
+            f"largest day holds {_mib(largest_bytes)} MiB"
+        )
+        return layout.with_field(new), LayoutChange(
+            "partition", "add", None, str(new), reason, evidence
+        )
+    if current.transform in {"day", "month", "year"} and largest_bytes >= t.day_split_bytes:
+        new = LayoutField(column, "hour")
+        reason = (
+            f"a day holds {_mib(largest_bytes)} MiB (>= {_mib(t.day_split_bytes)} MiB): "
+            f"hourly partitions let an hour-window query read about 1/24 of a day"
+        )
+        return layout.without(current).with_field(new), LayoutChange(
+            "partition", "replace", str(current), str(new), reason, evidence
+        )
+    if (
+        current.transform == "hour"
+        and len(stats.days) >= 1
+        and (largest_bytes < t.day_split_bytes / 4)
+    ):
+        new = LayoutField(column, "day")
+        reason = (
+            f"the largest day holds only {_mib(largest_bytes)} MiB "
+            f"(< 1/4 of {_mib(t.day_split_bytes)} MiB): hourly partitions would stay small files"
+        )
+        return layout.without(current).with_field(new), LayoutChange(
+            "partition", "replace", str(current), str(new), reason, evidence
+        )
+    return layout, None
+
+
+def _service_rule(
+    stats: TableStats, workload: Workload, layout: Layout, t: PolicyThresholds
+) -> tuple[Layout, LayoutChange | None]:
+    if SERVICE_COLUMN not in stats.columns or stats.distinct_services is None:
+        return layout, None
+    current = layout.field_on(SERVICE_COLUMN, transform_prefix="identity")
+    usage = workload.usage(SERVICE_COLUMN)
+    share = workload.share(usage.filtered)
+    evidence: dict[str, int | float | str] = {
+        "distinct_services": stats.distinct_services,
+        "max_services": t.max_services,
+        "queries": workload.queries,
+        "service_filters": usage.filtered,
+        "service_filter_share": round(share, 3),
+        "filter_share": t.filter_share,
+    }
+    if current is not None:
+        if stats.distinct_services > 2 * t.max_services:
+            reason = (
+                f"{stats.distinct_services} services (> 2 x {t.max_services}): one partition per "
+                f"service would fragment the table into small files"
+            )
+            return layout.without(current), LayoutChange(
+                "partition", "remove", str(current), None, reason, evidence
+            )
+        return layout, None
+    if (
+        workload.queries >= t.min_queries
+        and share >= t.filter_share
+        and 0 < stats.distinct_services <= t.max_services
+    ):
+        new = LayoutField(SERVICE_COLUMN, "identity")
+        reason = (
+            f"{usage.filtered} of {workload.queries} queries ({share:.0%}) filter on "
+            f"{SERVICE_COLUMN} and there are only {stats.distinct_services} services: "
+            f"a service filter then reads only that service's files"
+        )
+        return layout.with_field(new), LayoutChange(
+            "partition", "add", None, str(new), reason, evidence
+        )
+    return layout, None
+
+
+def trace_buckets(largest_day_bytes: int, t: PolicyThresholds) -> int:
+    """Buckets per time partition: about one target-sized file each, a power of two in [4, max]."""
+    wanted = max(1.0, largest_day_bytes / max(1, t.target_file_bytes))
+    n = 2 ** math.ceil(math.log2(wanted))
+    return int(min(max(4, n), max(4, t.max_trace_buckets)))
+
+
+def _trace_rule(
+    stats: TableStats, workload: Workload, layout: Layout, t: PolicyThresholds
+) -> tuple[Layout, LayoutChange | None]:
+    if TRACE_COLUMN not in stats.columns or layout.field_on(TRACE_COLUMN) is not None:
+        return layout, None
+    usage = workload.usage(TRACE_COLUMN)
+    share = workload.share(usage.equality)
+    if workload.queries < t.min_queries or share < t.filter_share:
+        return layout, None
+    largest = stats.largest_day
+    n = trace_buckets(largest.bytes if largest else 0, t)
+    new = LayoutField(TRACE_COLUMN, f"bucket[{n}]")
+    evidence: dict[str, int | float | str] = {
+        "queries": workload.queries,
+        "trace_lookups": usage.equality,
+        "trace_lookup_share": round(share, 3),
+        "filter_share": t.filter_share,
+        "buckets": n,
+        "largest_day_bytes": largest.bytes if largest else 0,
+        "target_file_bytes": t.target_file_bytes,
+    }
+    reason = (
+        f"{usage.equality} of {workload.queries} queries ({share:.0%}) look up {TRACE_COLUMN} by "
+        f"value: {n} hash buckets let a lookup read 1/{n} of each time partition"
+    )
+    return layout.with_field(new), LayoutChange(
+        "partition", "add", None, str(new), reason, evidence
+    )
+
+
+def _sort_rule(
+    stats: TableStats, workload: Workload, layout: Layout, t: PolicyThresholds
+) -> tuple[Layout, LayoutChange | None]:
+    if workload.queries < t.min_queries:
+        return layout, None
+    identity = {f.source for f in layout.partition if f.transform == "identity"}
+    candidates: list[tuple[float, str, int]] = []
+    for column, usage in workload.columns.items():
+        if column in identity or column == stats.time_column or column not in stats.columns:
+            continue
+        if workload.share(usage.equality) < t.filter_share:
+            continue
+        # Lowest cardinality first: a high-cardinality leading key leaves later keys unclustered.
+        if column == SERVICE_COLUMN and stats.distinct_services is not None:
+            cardinality = float(stats.distinct_services)
+        elif column == TRACE_COLUMN:
+            cardinality = math.inf
+        else:
+            cardinality = 1e6
+        candidates.append((cardinality, column, usage.equality))
+    if not candidates:
+        return layout, None
+    candidates.sort(key=lambda c: (c[0], -c[2], c[1]))
+    keys = [SortKey(column) for _, column, _ in candidates]
+    if TRACE_COLUMN not in {k.source for k in keys} and stats.time_column in stats.columns:
+        keys.append(SortKey(stats.time_column))
+    target = tuple(keys)
+    if target == layout.sort:
+        return layout, None
+    evidence: dict[str, int | float | str] = {"queries": workload.queries}
+    for _, column, count in candidates:
+        evidence[f"{column}_equality_filters"] = count
+    listed = ", ".join(f"{column} ({count})" for _, column, count in candidates)
+    reason = (
+        f"frequent equality filters on {listed} of {workload.queries} queries: sorted files keep "
+        f"narrow min/max ranges on these columns, so scans skip files and row groups"
+    )
+    before = layout.describe_sort() if layout.sort else None
+    after = ", ".join(str(k) for k in target)
+    return layout.with_sort(target), LayoutChange(
+        "sort", "replace" if before else "add", before, after, reason, evidence
+    )
+
+
+def propose(
+    stats: TableStats, workload: Workload, thresholds: PolicyThresholds | None = None
+) -> Proposal:
+    """The layout ``stats.table`` should have, given its data and how it is queried."""
+    t = thresholds or PolicyThresholds()
+    layout = stats.layout
+    changes: list[LayoutChange] = []
+    layout, change = _time_rule(stats, layout, t)
+    changes += [change] if change else []
+    layout, change = _service_rule(stats, workload, layout, t)
+    changes += [change] if change else []
+    layout, change = _trace_rule(stats, workload, layout, t)
+    changes += [change] if change else []
+    layout, change = _sort_rule(stats, workload, layout, t)
+    changes += [change] if change else []
+    return Proposal(stats.table, stats.layout, layout, tuple(changes))
