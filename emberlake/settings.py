@@ -105,6 +105,8 @@ class QuerydSettings:
     max_rows: int = 100_000
     threads: int = 2
     memory_limit: str = "2GB"
+    #: Queries run at once (each with its own DuckDB using ``threads`` threads); more wait.
+    concurrency: int = 4
 
 
 @dataclass(frozen=True)
