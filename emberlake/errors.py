@@ -113,3 +113,7 @@ class SandboxUnavailable(EmberlakeError):
 
 class ModelError(EmberlakeError):
     """The language model could not be reached or returned something unusable."""
+
+
+class ToolUnavailable(EmberlakeError):
+    """A service an agent tool needs cannot be reached now; the step is retried later."""
