@@ -92,6 +92,24 @@ class LakeSettings:
     #: Files below this are candidates for compaction.
     compact_small_file_bytes: int = 32 * 1024 * 1024
     compact_min_files: int = 4
+    #: Adaptive layout: how often the maintainer reviews each table's layout (0 = never).
+    layout_interval_seconds: float = 900.0
+    #: Apply layout proposals automatically; when off, `emberlake partitioning apply` does it.
+    layout_auto_apply: bool = True
+    #: Split day partitions into hours once a day holds this many bytes.
+    layout_day_split_bytes: int = 512 * 1024 * 1024
+    #: Partition by service only while a table has at most this many services.
+    layout_max_services: int = 16
+    #: A column counts as frequently filtered when this share of a table's queries filter on it,
+    layout_filter_share: float = 0.2
+    #: ... and only once the query log holds this many queries of the table.
+    layout_min_queries: int = 20
+    layout_max_trace_buckets: int = 16
+    #: How far back the layout policy reads the query log.
+    layout_querylog_seconds: float = 86400.0
+    #: Unreferenced files younger than this are kept: a writer may be about to commit them.
+    orphan_min_age_seconds: float = 600.0
+    orphan_interval_seconds: float = 3600.0
     max_promoted_columns: int = 64
 
 
