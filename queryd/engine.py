@@ -1,0 +1,226 @@
+"""DuckDB over a tenant's Iceberg tables: one locked-down in-memory connection per query.
+
+For each table the query names, the engine plans the current snapshot's data files and creates a
+view reading them with ``read_parquet(files, schema=MAP{field_id: ...})``, so columns are matched
+by Iceberg field id: files written before a column was renamed or added read correctly (matching
+by name would not). Then the connection is locked: file access only to exactly those files, no
+extensions, no configuration changes. Timeouts interrupt the connection from a timer thread.
+
+TODO: time-window predicates are left to DuckDB's Parquet row-group statistics; pruning whole
+files with the Iceberg manifests (``scan(row_filter=...)``) would skip opening them at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+from emberlake.errors import (
+    InvalidSQL,
+    NotFound,
+    QueryError,
+    QueryRejected,
+    QueryTimeout,
+)
+from emberlake.settings import Settings
+from queryd.guard import CheckedQuery, check_query
+from queryd.scans import IcebergScanPlanner, TableScan, open_catalog
+from queryd.typemap import duckdb_type, quote_identifier, quote_literal
+
+log = logging.getLogger(__name__)
+
+#: Rows per Arrow batch pulled from DuckDB; the row limit is checked between batches.
+BATCH_ROWS = 8192
+
+_INVALID = (
+    duckdb.ParserException,
+    duckdb.BinderException,
+    duckdb.ConversionException,
+    duckdb.InvalidInputException,
+    duckdb.TypeMismatchException,
+    duckdb.OutOfRangeException,
+    duckdb.SyntaxException,
+    duckdb.CatalogException,
+    duckdb.NotImplementedException,
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A result column: its name and DuckDB type name."""
+
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Rows of one query (at most the row limit) and how they were produced."""
+
+    columns: tuple[Column, ...]
+    table: pa.Table
+    truncated: bool
+    elapsed_ms: float
+    #: Table name -> snapshot id read (None for a table with no snapshot yet).
+    snapshots: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def row_count(self) -> int:
+        return self.table.num_rows
+
+
+def view_sql(scan: TableScan) -> str:
+    """``CREATE VIEW`` reading the scan's files by field id (or an empty, typed view)."""
+    fields = scan.schema.fields
+    name = quote_identifier(scan.name)
+    if not scan.files:
+        columns = ", ".join(
+            f"CAST(NULL AS {duckdb_type(f.field_type)}) AS {quote_identifier(f.name)}"
+            for f in fields
+        )
+        return f"CREATE VIEW {name} AS SELECT {columns} WHERE false"
+    entries = ", ".join(
+        f"{f.field_id}: {{name: {quote_literal(f.name)},"
+        f" type: {quote_literal(duckdb_type(f.field_type))}, default_value: NULL}}"
+        for f in fields
+    )
+    files = ", ".join(quote_literal(path) for path in scan.files)
+    # hive_partitioning off: Iceberg's partition folders (day=...) must not become columns.
+    return (
+        f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{files}],"
+        f" schema=MAP{{{entries}}}, hive_partitioning=false)"
+    )
+
+
+class DuckDBEngine:
+    """Runs checked SQL for one tenant over its Iceberg tables."""
+
+    def __init__(self, settings: Settings, planner: IcebergScanPlanner | None = None) -> None:
+        self.settings = settings
+        self.planner = planner or IcebergScanPlanner(open_catalog(settings))
+        self.temp_dir = settings.data_path / "tmp" / "queryd"
+
+    def check(self, tenant: str, sql: str) -> CheckedQuery:
+        """Guard the SQL against the tenant's table names (raises QueryRejected/NotFound)."""
+        return check_query(sql, self.planner.table_names(tenant))
+
+    def query(
+        self, tenant: str, sql: str, max_rows: int | None = None, timeout: float | None = None
+    ) -> QueryResult:
+        """Check and run ``sql`` for ``tenant``."""
+        return self.run(tenant, self.check(tenant, sql), max_rows, timeout)
+
+    def run(
+        self,
+        tenant: str,
+        checked: CheckedQuery,
+        max_rows: int | None = None,
+        timeout: float | None = None,
+    ) -> QueryResult:
+        """Run an already checked query; at most ``max_rows`` rows, cancelled after ``timeout``."""
+        cfg = self.settings.queryd
+        limit = cfg.max_rows if max_rows is None else min(max_rows, cfg.max_rows)
+        seconds = cfg.timeout_seconds if timeout is None else timeout
+        started = time.perf_counter()
+        scans = [self.planner.scan(tenant, name) for name in checked.tables]
+        con = self._connect(scans)
+        timer = threading.Timer(seconds, _interrupt, [con])
+        timer.daemon = True
+        timer.start()
+        try:
+            columns, table, truncated = _fetch(con, checked.sql, limit)
+        except duckdb.InterruptException:
+            raise QueryTimeout(
+                f"query ran longer than {seconds:g}s and was cancelled;"
+                " narrow the time range, filter more, or aggregate"
+            ) from None
+        except duckdb.Error as exc:
+            raise _translate(exc) from None
+        finally:
+            timer.cancel()
+            con.close()
+        return QueryResult(
+            columns=columns,
+            table=table,
+            truncated=truncated,
+            elapsed_ms=(time.perf_counter() - started) * 1000.0,
+            snapshots={s.name: s.snapshot_id for s in scans},
+        )
+
+    def _connect(self, scans: list[TableScan]) -> duckdb.DuckDBPyConnection:
+        cfg = self.settings.queryd
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(
+            ":memory:",
+            config={
+                "threads": cfg.threads,
+                "memory_limit": cfg.memory_limit,
+                "temp_directory": str(self.temp_dir),
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            },
+        )
+        try:
+            files: list[str] = []
+            for scan in scans:
+                con.execute(view_sql(scan))
+                files.extend(scan.files)
+            allowed = ", ".join(quote_literal(path) for path in files)
+            con.execute(f"SET allowed_paths = [{allowed}]")
+            # Timestamps come back in UTC whatever the host's zone.
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+
+def _fetch(
+    con: duckdb.DuckDBPyConnection, sql: str, limit: int
+) -> tuple[tuple[Column, ...], pa.Table, bool]:
+    relation = con.sql(sql)
+    columns = tuple(
+        Column(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True)
+    )
+    reader = relation.to_arrow_reader(min(BATCH_ROWS, limit + 1))
+    batches: list[pa.RecordBatch] = []
+    rows = 0
+    try:
+        for batch in reader:
+            batches.append(batch)
+            rows += batch.num_rows
+            if rows > limit:
+                break
+    finally:
+        reader.close()
+    table = pa.Table.from_batches(batches, schema=reader.schema)
+    truncated = table.num_rows > limit
+    return columns, table.slice(0, limit) if truncated else table, truncated
+
+
+def _interrupt(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.interrupt()
+    except duckdb.Error:  # already closed: the query finished as the timer fired
+        pass
+
+
+def _translate(exc: duckdb.Error) -> Exception:
+    message = str(exc).strip()
+    if isinstance(exc, duckdb.CatalogException) and "Table with name" in message:
+        return NotFound(message.splitlines()[0])
+    if isinstance(exc, duckdb.PermissionException):
+        return QueryRejected(f"the query reached outside your tables: {message.splitlines()[0]}")
+    if isinstance(exc, _INVALID):
+        return InvalidSQL(message)
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return QueryError(f"query needed more memory than the limit allows: {message}")
+    log.warning("query failed: %s", message)
+    return QueryError(message)

@@ -1,0 +1,172 @@
+"""What tenants ask: one record per query, kept as JSON lines for adaptive partitioning to read.
+
+Records name the tables a query read and the columns it filtered and grouped on, taken from
+DuckDB's serialized syntax tree (see :mod:`queryd.guard`). Map lookups are recorded with their
+key, ``attributes['http.route']``, because those are the candidates for promoted columns.
+
+Layout: ``<data>/querylog/<tenant>/<YYYY-MM-DD>.jsonl`` (UTC days), one JSON object a line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+_MAP_LOOKUPS = {"ARRAY_EXTRACT", "map_extract", "element_at", "map_extract_value"}
+
+
+@dataclass(frozen=True)
+class QueryRecord:
+    """One query as the log keeps it."""
+
+    tenant: str
+    sql: str
+    ok: bool
+    elapsed_ms: float
+    rows: int = 0
+    tables: list[str] = field(default_factory=list)
+    filter_columns: list[str] = field(default_factory=list)
+    group_by_columns: list[str] = field(default_factory=list)
+    #: Error code when not ok ("rejected", "timeout", ...).
+    error: str | None = None
+    #: When the query ran, seconds since the epoch (UTC).
+    at: float = field(default_factory=time.time)
+
+    @property
+    def timestamp(self) -> str:
+        """``at`` as ISO 8601 text (UTC, milliseconds)."""
+        when = dt.datetime.fromtimestamp(self.at, dt.UTC)
+        return when.isoformat(timespec="milliseconds")
+
+    def to_json(self) -> str:
+        """One log line: the fields, plus ``timestamp`` for people reading the file."""
+        return json.dumps({**asdict(self), "timestamp": self.timestamp}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> QueryRecord:
+        data = json.loads(line)
+        data.pop("timestamp", None)
+        return cls(**data)
+
+
+class QueryLog(Protocol):
+    """Where query records go."""
+
+    def record(self, entry: QueryRecord) -> None: ...
+
+
+class JsonLinesQueryLog:
+    """Appends records to one JSON-lines file per tenant and UTC day."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+
+    def record(self, entry: QueryRecord) -> None:
+        day = entry.timestamp[:10]
+        folder = self.root / entry.tenant
+        line = entry.to_json() + "\n"
+        with self._lock:
+            folder.mkdir(parents=True, exist_ok=True)
+            with (folder / f"{day}.jsonl").open("a", encoding="utf-8") as out:
+                out.write(line)
+
+    def entries(self, tenant: str) -> Iterator[QueryRecord]:
+        """Every record kept for the tenant, oldest day first."""
+        for path in sorted((self.root / tenant).glob("*.jsonl")):
+            with path.open(encoding="utf-8") as lines:
+                for line in lines:
+                    if line.strip():
+                        yield QueryRecord.from_json(line)
+
+
+def query_columns(tree: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(filter columns, group-by columns) of every SELECT in a serialized syntax tree."""
+    filters: list[str] = []
+    groups: list[str] = []
+    for node in _dicts(tree):
+        if node.get("type") != "SELECT_NODE":
+            continue
+        _extend(filters, _columns(node.get("where_clause")))
+        select_list = node.get("select_list") or []
+        aliases = {str(e.get("alias")).lower(): e for e in select_list if e.get("alias")}
+        for expr in node.get("group_expressions") or []:
+            target = _resolve(expr, select_list, aliases)
+            _extend(groups, _columns(target))
+    return filters, groups
+
+
+def _resolve(expr: Mapping[str, Any], select_list: list[Any], aliases: dict[str, Any]) -> Any:
+    """GROUP BY 1 and GROUP BY alias mean an expression of the select list."""
+    if expr.get("class") == "CONSTANT":
+        literal = expr.get("literal") or {}
+        text = str(literal.get("text", ""))
+        if text.isdigit() and 0 < int(text) <= len(select_list):
+            return select_list[int(text) - 1]
+    if expr.get("class") == "COLUMN_REF" and len(expr.get("column_names") or []) == 1:
+        name = str(expr["column_names"][0]).lower()
+        if name in aliases:
+            return aliases[name]
+    return expr
+
+
+def _columns(expr: Any) -> list[str]:
+    out: list[str] = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(reversed(node))
+            continue
+        if not isinstance(node, Mapping):
+            continue
+        lookup = _map_lookup(node)
+        if lookup:
+            _extend(out, [lookup])
+            continue
+        if node.get("class") == "COLUMN_REF":
+            _extend(out, [str(node["column_names"][-1])])
+            continue
+        if node.get("class") == "SUBQUERY":
+            continue  # its own SELECT node is visited on its own
+        stack.extend(reversed(list(node.values())))
+    return out
+
+
+def _map_lookup(node: Mapping[str, Any]) -> str | None:
+    """``attributes['k']`` for a lookup of a constant key in a column, else None."""
+    name = node.get("type") if node.get("class") == "OPERATOR" else node.get("function_name")
+    if name not in _MAP_LOOKUPS:
+        return None
+    args = node.get("children") or [a.get("expression") for a in node.get("arguments") or []]
+    if len(args) != 2 or not all(isinstance(a, Mapping) for a in args):
+        return None
+    column, key = args
+    literal = key.get("literal") or {}
+    if column.get("class") != "COLUMN_REF" or literal.get("kind") != "STRING":
+        return None
+    text = str(literal["text"]).replace("'", "''")
+    return f"{column['column_names'][-1]}['{text}']"
+
+
+def _extend(target: list[str], items: list[str]) -> None:
+    for item in items:
+        if item not in target:
+            target.append(item)
+
+
+def _dicts(value: Any) -> Iterator[Mapping[str, Any]]:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
