@@ -202,15 +202,15 @@ def _check_function(node: Mapping[str, Any]) -> None:
 
 
 def _dicts(value: Any) -> Iterator[Mapping[str, Any]]:
-    """Every mapping in a JSON tree, depth first."""
+    """Every mapping in a JSON tree, depth first in document order."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, Mapping):
             yield item
-            stack.extend(item.values())
+            stack.extend(reversed(list(item.values())))
         elif isinstance(item, list):
-            stack.extend(item)
+            stack.extend(reversed(item))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -84,8 +84,8 @@ def describe_table(name: str, table: Table) -> dict[str, Any]:
             {
                 "column": schema.find_column_name(s.source_id),
                 "transform": str(s.transform),
-                "direction": s.direction.name.lower(),
-                "null_order": s.null_order.name.lower(),
+                "direction": s.direction.value,
+                "null_order": s.null_order.value,
             }
             for s in table.sort_order().fields
         ],

@@ -134,7 +134,9 @@ def _columns(expr: Any) -> list[str]:
             _extend(out, [str(node["column_names"][-1])])
             continue
         if node.get("class") == "SUBQUERY":
-            continue  # its own SELECT node is visited on its own
+            # `col IN (SELECT ...)` filters col; the subquery's own SELECT is visited on its own.
+            stack.append(node.get("child"))
+            continue
         stack.extend(reversed(list(node.values())))
     return out
 

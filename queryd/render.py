@@ -46,7 +46,7 @@ def text_table(result: Mapping[str, Any]) -> str:
         ]
         return " | ".join(parts).rstrip()
 
-    out = [line(names, [False] * len(names)), "-+-".join("-" * w for w in widths)]
+    out = [line(names, numeric), "-+-".join("-" * w for w in widths)]
     out += [line(r, numeric) for r in cells]
     count = int(result.get("row_count", len(rows)))
     footer = f"({count} row{'' if count == 1 else 's'}"
