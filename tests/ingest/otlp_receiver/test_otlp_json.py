@@ -1,0 +1,144 @@
+"""OTLP/JSON decoding: hex ids, field name styles, ints as strings, unknown fields."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emberlake.errors import InvalidRequest
+from ingest.otlp_receiver.otlp_json import parse_json, request_to_json, to_json
+from ingest.otlp_receiver.signals import LOGS, METRICS, TRACES
+from tests.ingest.otlp_receiver.otlp_data import logs_request, metrics_request, spans_request
+
+TRACE_HEX = "5b8efff798038103d269b633813fc60c"
+SPAN_HEX = "eee19b7ec3c1b174"
+PARENT_HEX = "eee19b7ec3c1b173"
+
+
+def _spans_doc(**span: object) -> bytes:
+    base = {
+        "traceId": TRACE_HEX,
+        "spanId": SPAN_HEX,
+        "parentSpanId": PARENT_HEX,
+        "name": "GET /cart",
+        "kind": 2,
+        "startTimeUnixNano": "1544712660000000000",
+        "endTimeUnixNano": 1544712661000000000,
+        "attributes": [{"key": "http.status_code", "value": {"intValue": "200"}}],
+        "status": {"code": 2, "message": "boom"},
+    }
+    base.update(span)
+    doc = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "cart"}}]
+                },
+                "scopeSpans": [{"scope": {"name": "lib"}, "spans": [base]}],
+            }
+        ]
+    }
+    return json.dumps(doc).encode()
+
+
+def test_span_ids_are_hex_and_ints_may_be_strings() -> None:
+    req = parse_json(TRACES, _spans_doc())
+    span = req.resource_spans[0].scope_spans[0].spans[0]  # type: ignore[attr-defined]
+    assert span.trace_id.hex() == TRACE_HEX
+    assert span.span_id.hex() == SPAN_HEX
+    assert span.parent_span_id.hex() == PARENT_HEX
+    assert span.start_time_unix_nano == 1544712660000000000
+    assert span.end_time_unix_nano == 1544712661000000000
+    assert span.kind == 2 and span.status.code == 2
+    assert span.attributes[0].value.int_value == 200
+
+
+def test_links_ids_are_hex_too() -> None:
+    req = parse_json(TRACES, _spans_doc(links=[{"traceId": TRACE_HEX, "spanId": PARENT_HEX}]))
+    link = req.resource_spans[0].scope_spans[0].spans[0].links[0]  # type: ignore[attr-defined]
+    assert (link.trace_id.hex(), link.span_id.hex()) == (TRACE_HEX, PARENT_HEX)
+
+
+def test_unknown_fields_are_ignored() -> None:
+    req = parse_json(TRACES, _spans_doc(futureField={"x": 1}))
+    assert req.resource_spans[0].scope_spans[0].spans[0].name == "GET /cart"  # type: ignore[attr-defined]
+
+
+def test_original_field_names_are_accepted() -> None:
+    doc = {
+        "resource_logs": [
+            {
+                "scope_logs": [
+                    {"log_records": [{"trace_id": TRACE_HEX, "span_id": SPAN_HEX, "body": {}}]}
+                ]
+            }
+        ]
+    }
+    req = parse_json(LOGS, json.dumps(doc).encode())
+    rec = req.resource_logs[0].scope_logs[0].log_records[0]  # type: ignore[attr-defined]
+    assert (rec.trace_id.hex(), rec.span_id.hex()) == (TRACE_HEX, SPAN_HEX)
+
+
+def test_exemplar_ids_are_hex() -> None:
+    point = {"asDouble": 1.5, "exemplars": [{"traceId": TRACE_HEX, "spanId": SPAN_HEX}]}
+    doc = {
+        "resourceMetrics": [
+            {"scopeMetrics": [{"metrics": [{"name": "m", "sum": {"dataPoints": [point]}}]}]}
+        ]
+    }
+    req = parse_json(METRICS, json.dumps(doc).encode())
+    metric = req.resource_metrics[0].scope_metrics[0].metrics[0]  # type: ignore[attr-defined]
+    exemplar = metric.sum.data_points[0].exemplars[0]
+    assert exemplar.trace_id.hex() == TRACE_HEX
+
+
+def test_non_hex_id_becomes_an_invalid_id_not_a_failed_request() -> None:
+    req = parse_json(TRACES, _spans_doc(spanId="not-hex!"))
+    span = req.resource_spans[0].scope_spans[0].spans[0]  # type: ignore[attr-defined]
+    assert len(span.span_id) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"resourceSpans": "nope"}', "not an OTLP/JSON"),
+        (
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}',
+            "OTLP",
+        ),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+    ],
+)
+def test_malformed_json_is_invalid(body: bytes, match: str) -> None:
+    with pytest.raises(InvalidRequest, match=match):
+        parse_json(TRACES, body)
+
+
+@pytest.mark.parametrize(
+    ("signal", "request_"),
+    [
+        (TRACES, spans_request(["a", None])),
+        (LOGS, logs_request(["a"])),
+        (METRICS, metrics_request()),
+    ],
+)
+def test_request_to_json_roundtrips(signal: object, request_: object) -> None:
+    encoded = request_to_json(request_)  # type: ignore[arg-type]
+    assert parse_json(signal, encoded) == request_  # type: ignore[arg-type]
+
+
+def test_request_to_json_writes_hex_ids() -> None:
+    req = spans_request(["a"])
+    doc = json.loads(request_to_json(req))
+    span = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    assert span["traceId"] == req.resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
+
+
+def test_response_json_uses_camel_case() -> None:
+    doc = json.loads(to_json(TRACES.response(2, "bad ids")))
+    assert doc == {"partialSuccess": {"rejectedSpans": "2", "errorMessage": "bad ids"}}
+    assert json.loads(to_json(TRACES.response(0, ""))) == {}
