@@ -111,6 +111,11 @@ class LakeSettings:
     orphan_min_age_seconds: float = 600.0
     orphan_interval_seconds: float = 3600.0
     max_promoted_columns: int = 64
+    #: An attribute key gets a typed column once it occurred this often, in this many batches,
+    #: and in this fraction of the rows seen since it first appeared.
+    promote_min_rows: int = 20
+    promote_min_batches: int = 2
+    promote_min_fraction: float = 0.01
 
 
 @dataclass(frozen=True)
