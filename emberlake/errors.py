@@ -55,6 +55,10 @@ class CommitConflict(LakeError):
     """Another writer changed the offsets this writer expected to own; the batch was dropped."""
 
 
+class SchemaInferenceError(LakeError):
+    """Promoted attribute columns disagree with the table schema beyond any legal evolution."""
+
+
 class QueryError(EmberlakeError):
     """A SQL query failed to run."""
 
