@@ -1,0 +1,49 @@
+"""Durable, content-addressed agent sessions: objects, snapshots, stores, forks and references."""
+
+from .objects import (
+    Descriptor,
+    SessionObject,
+    assistant_message,
+    canonical_json,
+    content_address,
+    render,
+    system_prompt,
+    tool_call,
+    tool_result,
+    transcript,
+    user_message,
+)
+from .snapshots import (
+    TERMINAL,
+    Head,
+    PendingApproval,
+    SessionState,
+    SessionStore,
+    Snapshot,
+    Usage,
+)
+from .store import ObjectStore, open_store, store_for
+
+__all__ = [
+    "TERMINAL",
+    "Descriptor",
+    "Head",
+    "ObjectStore",
+    "PendingApproval",
+    "SessionObject",
+    "SessionState",
+    "SessionStore",
+    "Snapshot",
+    "Usage",
+    "assistant_message",
+    "canonical_json",
+    "content_address",
+    "open_store",
+    "render",
+    "store_for",
+    "system_prompt",
+    "tool_call",
+    "tool_result",
+    "transcript",
+    "user_message",
+]
