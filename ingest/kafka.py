@@ -166,6 +166,15 @@ class KafkaSink:
         return int(self._producer.flush(timeout))
 
     def close(self, timeout: float = 10.0) -> None:
-        self.flush(timeout)
+        """Flush for up to ``timeout`` seconds, fail what is still undelivered, disconnect."""
+        if self._stop.is_set():
+            return
+        undelivered = self.flush(timeout)
         self._stop.set()
         self._thread.join(timeout=2)
+        if undelivered:
+            # Fail the waiting futures now; close() would otherwise wait for the broker again.
+            self._producer.purge()
+            self._producer.poll(0)
+        # Without close() the producer keeps its broker connections until garbage-collected.
+        self._producer.close()
