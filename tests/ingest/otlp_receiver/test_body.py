@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 
 import pytest
 
@@ -56,3 +57,13 @@ def test_not_gzip_is_invalid() -> None:
 def test_unknown_encoding_is_unsupported() -> None:
     with pytest.raises(UnsupportedMediaType, match="br"):
         decode_content(b"x", "br", 100)
+
+
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS])
+def test_deflate_zlib_or_raw(wbits: int) -> None:
+    data = os.urandom(1000) * 50
+    packer = zlib.compressobj(wbits=wbits)
+    body = packer.compress(data) + packer.flush()
+    assert decode_content(body, "deflate", 100_000) == data
+    with pytest.raises(RequestTooLarge):
+        decode_content(body, "deflate", 10_000)
