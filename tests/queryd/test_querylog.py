@@ -37,7 +37,8 @@ def test_map_lookups_are_recorded_with_their_key() -> None:
 def test_subqueries_and_ctes_contribute_their_own_filters() -> None:
     filters, _ = columns(
         "WITH slow AS (SELECT * FROM spans WHERE duration_ms > 500)"
-        " SELECT * FROM slow WHERE trace_id IN (SELECT trace_id FROM logs WHERE severity_text = 'ERROR')"
+        " SELECT * FROM slow WHERE trace_id IN"
+        " (SELECT trace_id FROM logs WHERE severity_text = 'ERROR')"
     )
     assert set(filters) == {"duration_ms", "trace_id", "severity_text"}
 

@@ -20,7 +20,8 @@ def duck(sql: str) -> pa.Table:
 
 def test_every_duckdb_type_becomes_json_safe() -> None:
     table = duck(
-        "SELECT TIMESTAMPTZ '2026-11-01 12:00:00.123456+00' AS ts, TIMESTAMP '2026-11-01 12:00' AS t,"
+        "SELECT TIMESTAMPTZ '2026-11-01 12:00:00.123456+00' AS ts,"
+        " TIMESTAMP '2026-11-01 12:00' AS t,"
         " DATE '2026-11-01' AS d, TIME '10:11:12' AS tm, 1.25::DECIMAL(10, 2) AS dec,"
         " 'nan'::DOUBLE AS nan, 'inf'::DOUBLE AS inf, 2.5::FLOAT AS f, '\\xAB\\x01'::BLOB AS b,"
         " MAP {'k': 'v', 'n': NULL} AS m, [1, NULL, 3] AS l, {'a': 1, 'b': [TRUE]} AS s,"
