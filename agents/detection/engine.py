@@ -1,0 +1,168 @@
+"""The detection engine: tumbling event-time windows per tenant, service and signal (pure).
+
+Records are folded into the window their event time falls in. A service's windows close once
+its newest event time (its watermark) passes a window's end by the allowed lateness; windows of a
+service that went quiet close after ``idle_seconds`` of wall time without records. Records for a
+window that already closed are late and dropped (counted). Gaps between windows are scored as
+empty windows, so a service whose traffic stops mid-stream shows a drop.
+
+The engine keeps all state in memory and reports what changed through :meth:`take_changes`, so
+the caller can persist it atomically together with the offsets it consumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from agents.anomalies import Anomaly
+from agents.detection.detector import DetectorConfig, ServiceState, evaluate_window
+from agents.detection.telemetry import LogFact, SpanFact
+from agents.detection.windows import WindowStats
+
+ServiceKey = tuple[str, str, str]  # signal, tenant, service
+WindowKey = tuple[str, str, str, int]  # signal, tenant, service, window start (us)
+#: At most this many empty windows are scored for one gap (a long silence is one drop).
+MAX_GAP_WINDOWS = 60
+
+
+@dataclass
+class Changes:
+    """What changed since the last :meth:`DetectionEngine.take_changes`."""
+
+    services: dict[ServiceKey, ServiceState] = field(default_factory=dict)
+    windows: dict[WindowKey, WindowStats] = field(default_factory=dict)
+    closed_windows: set[WindowKey] = field(default_factory=set)
+    signatures: list[tuple[str, str, str, int]] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.services or self.windows or self.closed_windows or self.anomalies)
+
+
+class DetectionEngine:
+    """Windowed per-service state and the detectors over it."""
+
+    def __init__(self, config: DetectorConfig):
+        self.config = config
+        self.services: dict[ServiceKey, ServiceState] = {}
+        self.windows: dict[WindowKey, WindowStats] = {}
+        self.signatures: dict[tuple[str, str], dict[str, int]] = {}
+        #: Wall time (seconds) of the last record per service: drives idle closing.
+        self.last_activity: dict[ServiceKey, float] = {}
+        self.late_records = 0
+        self._changes = Changes()
+
+    # -- loading persisted state ------------------------------------------------------------
+    def load(
+        self,
+        services: Iterable[ServiceState],
+        windows: Iterable[tuple[WindowKey, WindowStats]],
+        signatures: Iterable[tuple[str, str, str, int]],
+        wall_now: float,
+    ) -> None:
+        for state in services:
+            key = (state.signal, state.tenant, state.service)
+            self.services[key] = state
+            # After a restart give every service a full idle period to show up again.
+            self.last_activity[key] = wall_now
+        for key, stats in windows:
+            self.windows[key] = stats
+        for tenant, service, fp, first_seen in signatures:
+            self.signatures.setdefault((tenant, service), {})[fp] = first_seen
+
+    # -- folding records in -------------------------------------------------------------------
+    def _state(self, signal: str, tenant: str, service: str) -> ServiceState:
+        key = (signal, tenant, service)
+        state = self.services.get(key)
+        if state is None:
+            state = self.services[key] = ServiceState(tenant, service, signal)
+        return state
+
+    def _window(self, state: ServiceState, time_us: int, wall_now: float) -> WindowStats | None:
+        width = self.config.window_us
+        start = time_us - time_us % width
+        if start <= state.closed_through_us:
+            self.late_records += 1
+            return None
+        key = (state.signal, state.tenant, state.service, start)
+        stats = self.windows.get(key)
+        if stats is None:
+            stats = self.windows[key] = WindowStats(start)
+        self._changes.windows[key] = stats
+        # A client clock far ahead must not close everyone's windows: cap the watermark.
+        cap = int(wall_now * 1_000_000) + width
+        state.watermark_us = max(state.watermark_us, min(time_us, cap))
+        self._changes.services[(state.signal, state.tenant, state.service)] = state
+        return stats
+
+    def observe_spans(self, tenant: str, facts: Iterable[SpanFact], wall_now: float) -> None:
+        for fact in facts:
+            state = self._state("spans", tenant, fact.service)
+            window = self._window(state, fact.time_us, wall_now)
+            if window is not None:
+                window.add_span(fact)
+            self.last_activity[("spans", tenant, fact.service)] = wall_now
+
+    def observe_logs(self, tenant: str, facts: Iterable[LogFact], wall_now: float) -> None:
+        for fact in facts:
+            state = self._state("logs", tenant, fact.service)
+            window = self._window(state, fact.time_us, wall_now)
+            if window is not None:
+                window.add_log(fact)
+            self.last_activity[("logs", tenant, fact.service)] = wall_now
+
+    # -- closing windows ----------------------------------------------------------------------
+    def _open_starts(self, key: ServiceKey) -> list[int]:
+        return sorted(s for (sig, t, svc, s) in self.windows if (sig, t, svc) == key)
+
+    def _close(self, state: ServiceState, start: int, detected_at_us: int) -> None:
+        width = self.config.window_us
+        known = self.signatures.setdefault((state.tenant, state.service), {})
+        # Score the silent windows between the last closed one and this one as empty.
+        if state.closed_through_us >= 0:
+            gap_start = max(state.closed_through_us + width, start - MAX_GAP_WINDOWS * width)
+            for empty in range(gap_start, start, width):
+                self._evaluate(state, WindowStats(empty), known, detected_at_us)
+        key = (state.signal, state.tenant, state.service, start)
+        stats = self.windows.pop(key, None) or WindowStats(start)
+        self._changes.windows.pop(key, None)
+        self._changes.closed_windows.add(key)
+        self._evaluate(state, stats, known, detected_at_us)
+
+    def _evaluate(
+        self, state: ServiceState, stats: WindowStats, known: dict[str, int], detected_at_us: int
+    ) -> None:
+        before = set(known)
+        self._changes.anomalies.extend(
+            evaluate_window(stats, state, known, self.config, detected_at_us)
+        )
+        for fp in set(known) - before:
+            self._changes.signatures.append((state.tenant, state.service, fp, known[fp]))
+        self._changes.services[(state.signal, state.tenant, state.service)] = state
+
+    def close_ready(self, wall_now: float) -> None:
+        """Close every window whose end plus lateness its service's watermark has passed."""
+        width = self.config.window_us
+        lateness = int(self.config.lateness_seconds * 1_000_000)
+        now_us = int(wall_now * 1_000_000)
+        for key in sorted({(sig, t, svc) for (sig, t, svc, _) in self.windows}):
+            state = self.services[key]
+            for start in self._open_starts(key):
+                if start + width + lateness > state.watermark_us:
+                    break
+                self._close(state, start, now_us)
+
+    def close_idle(self, wall_now: float) -> None:
+        """Close the windows of services that sent nothing for ``idle_seconds``."""
+        now_us = int(wall_now * 1_000_000)
+        for key in sorted({(sig, t, svc) for (sig, t, svc, _) in self.windows}):
+            if wall_now - self.last_activity.get(key, wall_now) < self.config.idle_seconds:
+                continue
+            state = self.services[key]
+            for start in self._open_starts(key):
+                self._close(state, start, now_us)
+
+    def take_changes(self) -> Changes:
+        changes, self._changes = self._changes, Changes()
+        return changes

@@ -1,0 +1,125 @@
+"""The engine: event-time windows, watermark and idle closing, late records, OTLP decoding."""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from agents.detection import DetectionEngine, DetectorConfig, decode_logs, decode_spans
+from agents.detection.telemetry import SpanFact, severity_of
+
+CFG = DetectorConfig(
+    window_seconds=1, warmup_windows=3, min_requests=5, lateness_seconds=0.5, idle_seconds=5
+)
+SEC = 1_000_000
+
+
+def kv(key: str, value: str) -> KeyValue:
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def test_decode_spans_counts_requests_errors_and_exception_events() -> None:
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.append(kv("service.name", "cart"))
+    ss = rs.scope_spans.add()
+    root = ss.spans.add(
+        trace_id=b"\x01" * 16,
+        span_id=b"\x02" * 8,
+        kind=Span.SPAN_KIND_INTERNAL,
+        start_time_unix_nano=1_000_000_000,
+        end_time_unix_nano=1_250_000_000,
+    )
+    root.status.code = Status.STATUS_CODE_ERROR
+    ev = root.events.add(name="exception")
+    ev.attributes.extend([kv("exception.type", "IOError"), kv("exception.message", "disk 3 full")])
+    ss.spans.add(
+        trace_id=b"\x01" * 16,
+        span_id=b"\x03" * 8,
+        parent_span_id=b"\x02" * 8,
+        kind=Span.SPAN_KIND_CLIENT,
+        start_time_unix_nano=1,
+        end_time_unix_nano=2,
+    )
+    ss.spans.add(
+        trace_id=b"\x01" * 16,
+        span_id=b"\x04" * 8,
+        parent_span_id=b"\x02" * 8,
+        kind=Span.SPAN_KIND_SERVER,
+        start_time_unix_nano=1,
+        end_time_unix_nano=2,
+    )
+    facts = list(decode_spans(req.SerializeToString()))
+    assert [(f.service, f.is_request, f.is_error) for f in facts] == [
+        ("cart", True, True),
+        ("cart", False, False),
+        ("cart", True, False),
+    ]
+    assert facts[0].duration_ms == 250.0 and facts[0].time_us == 1_250_000
+    assert facts[0].trace_id == "01" * 16
+    assert facts[0].signatures[0].template == "disk <num> full"
+
+
+def test_decode_logs_severity_and_signature() -> None:
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    rl.resource.attributes.append(kv("service.name", "cart"))
+    rec = rl.scope_logs.add().log_records.add(
+        time_unix_nano=5_000_000_000, severity_number=17, body=AnyValue(string_value="boom")
+    )
+    rec.attributes.extend([kv("exception.type", "KeyError"), kv("exception.message", "'x'")])
+    rl.scope_logs[0].log_records.add(observed_time_unix_nano=6_000_000_000, severity_text="warning")
+    facts = list(decode_logs(req.SerializeToString()))
+    assert [(f.severity, f.time_us) for f in facts] == [("ERROR", 5 * SEC), ("WARN", 6 * SEC)]
+    assert facts[0].signature is not None and facts[0].signature.template == "<str>"
+    assert severity_of(0, "") == "UNSPECIFIED" and severity_of(24, "") == "FATAL"
+
+
+def span(t_s: float, error: bool = False, ms: float = 10.0) -> SpanFact:
+    return SpanFact("cart", int(t_s * SEC), ms, True, error, "ab" * 16)
+
+
+def test_windows_close_on_watermark_and_late_records_are_dropped() -> None:
+    engine = DetectionEngine(CFG)
+    engine.observe_spans("default", [span(10.1), span(10.9)], wall_now=11.0)
+    engine.close_ready(wall_now=11.0)
+    changes = engine.take_changes()
+    assert list(changes.windows) == [("spans", "default", "cart", 10 * SEC)]
+    assert not changes.closed_windows
+    engine.observe_spans("default", [span(11.6)], wall_now=12.0)  # 11.6 >= 11 + 0.5: closes 10
+    engine.close_ready(wall_now=12.0)
+    changes = engine.take_changes()
+    assert changes.closed_windows == {("spans", "default", "cart", 10 * SEC)}
+    assert engine.services[("spans", "default", "cart")].windows_closed == 1
+    engine.observe_spans("default", [span(10.5)], wall_now=12.0)
+    assert engine.late_records == 1
+
+
+def test_idle_services_close_after_idle_seconds_and_gaps_count_as_empty() -> None:
+    engine = DetectionEngine(CFG)
+    engine.observe_spans("default", [span(1.5)], wall_now=2.0)
+    engine.close_idle(wall_now=6.0)
+    assert not engine.take_changes().closed_windows
+    engine.close_idle(wall_now=7.5)
+    assert engine.take_changes().closed_windows == {("spans", "default", "cart", 1 * SEC)}
+    engine.observe_spans("default", [span(4.2), span(5.6)], wall_now=8.0)
+    engine.close_ready(wall_now=8.0)
+    state = engine.services[("spans", "default", "cart")]
+    # Window 1 closed idle; windows 2 and 3 were silent, 4 closed by the watermark.
+    assert state.windows_closed == 4 and state.closed_through_us == 4 * SEC
+
+
+def test_incident_after_warm_up_produces_anomalies_once() -> None:
+    engine = DetectionEngine(CFG)
+    for second in range(10):
+        engine.observe_spans("default", [span(second + k / 20) for k in range(20)], second + 1.0)
+        engine.close_ready(second + 1.0)
+    assert engine.take_changes().anomalies == []
+    bad = [span(10 + k / 20, error=k % 2 == 0, ms=500.0) for k in range(20)]
+    engine.observe_spans("default", bad, 11.0)
+    engine.observe_spans("default", [span(11.6)], 12.0)
+    engine.close_ready(12.0)
+    kinds = sorted(a.kind for a in engine.take_changes().anomalies)
+    assert kinds == ["error_rate", "latency"]
