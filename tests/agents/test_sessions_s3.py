@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,30 +10,17 @@ import pytest
 
 from agents.sessions import open_store
 from agents.sessions.s3_store import S3ObjectStore
-from emberlake.broker import wait_for_port
 from emberlake.errors import SessionError
-from tests.conftest import free_port
 
 from . import sessions_contract as contract
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    server = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen(
-        [str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        wait_for_port("127.0.0.1", port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+@pytest.fixture
+def s3_endpoint(s3_server: Any) -> str:
+    """The session-wide S3-compatible server (moto_server) of tests/conftest.py."""
+    return str(s3_server.endpoint)
 
 
 OPTIONS = {"region": "us-east-1", "access_key_id": "test", "secret_access_key": "test"}
