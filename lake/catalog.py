@@ -1,0 +1,60 @@
+"""The Iceberg catalog edge: one place that opens the configured SQL catalog.
+
+The catalog is a pyiceberg :class:`~pyiceberg.catalog.sql.SqlCatalog` (SQLite under the data
+folder by default, any SQLAlchemy URI otherwise) over a warehouse folder or object store. Every
+component that reads or writes the lake opens it through :func:`open_catalog`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pyiceberg.catalog.sql import SqlCatalog
+from sqlalchemy import event
+
+from emberlake.settings import Settings, parse_pairs
+
+#: Seconds a SQLite catalog waits for another process's write lock before failing.
+SQLITE_BUSY_TIMEOUT = 30
+
+
+def _sqlite_uri(uri: str) -> str:
+    # Several processes (writers, compaction, the query daemon) share one SQLite file: wait for
+    # each other's locks instead of failing at once with "database is locked".
+    if "timeout=" in uri:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}timeout={SQLITE_BUSY_TIMEOUT}"
+
+
+def open_catalog(settings: Settings) -> SqlCatalog:
+    """The lake's catalog, creating the data folder and local warehouse folder when missing."""
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    warehouse = settings.warehouse
+    parsed = urlparse(warehouse)
+    if parsed.scheme in ("", "file"):
+        Path(parsed.path if parsed.scheme else warehouse).mkdir(parents=True, exist_ok=True)
+    uri = settings.catalog_uri
+    sqlite = uri.startswith("sqlite")
+    properties = {
+        "uri": _sqlite_uri(uri) if sqlite else uri,
+        "warehouse": warehouse,
+        **parse_pairs(settings.lake.catalog_properties),
+    }
+    catalog = SqlCatalog(settings.lake.catalog_name, **properties)
+    if sqlite:
+        _use_wal(catalog)
+    return catalog
+
+
+def _use_wal(catalog: SqlCatalog) -> None:
+    """Readers then never block the writers' commits (WAL is a property of the database file)."""
+
+    def on_connect(connection: object, _record: object) -> None:
+        cursor = connection.cursor()  # type: ignore[attr-defined]
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(catalog.engine, "connect", on_connect)
+    catalog.engine.dispose()
