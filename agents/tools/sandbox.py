@@ -18,10 +18,12 @@ unsandboxed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -66,7 +68,7 @@ class BubblewrapSandbox:
     def __init__(self, limits: Limits, hidden: Sequence[Path] = (), bwrap: str | None = None):
         self.limits = limits
         self.hidden = tuple(Path(p).resolve() for p in hidden)
-        found = bwrap or shutil.which("bwrap")
+        found = shutil.which(bwrap or "bwrap")
         if not found:
             raise SandboxUnavailable(
                 "the shell tool needs bubblewrap: install the Debian package 'bubblewrap'"
@@ -149,6 +151,14 @@ class BubblewrapSandbox:
     def prepare(self, scratch: Path) -> Path:
         """Create the scratch folder, owned by the sandbox user."""
         scratch = Path(scratch).resolve()
+        if self.as_root:
+            # bwrap runs as nobody and must reach the folder: every parent needs o+x.
+            for parent in scratch.parents:
+                if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
+                    raise SandboxUnavailable(
+                        f"the sandbox user cannot reach {scratch}: {parent} is not searchable by"
+                        " others; put scratch folders under scratch_root_for(...)"
+                    )
         scratch.mkdir(parents=True, exist_ok=True)
         if self.as_root:
             os.chown(scratch, NOBODY, NOBODY)
@@ -190,10 +200,14 @@ class BubblewrapSandbox:
 
     @classmethod
     def probe(
-        cls, limits: Limits, hidden: Sequence[Path] = (), workdir: Path | None = None
+        cls,
+        limits: Limits,
+        hidden: Sequence[Path] = (),
+        workdir: Path | None = None,
+        bwrap: str | None = None,
     ) -> BubblewrapSandbox:
         """A sandbox proven to work here, or :class:`SandboxUnavailable` saying why not."""
-        sandbox = cls(limits, hidden)
+        sandbox = cls(limits, hidden, bwrap)
         with tempfile.TemporaryDirectory(prefix="emberlake-probe-", dir=workdir) as tmp:
             try:
                 done = sandbox.run(["/bin/sh", "-c", "echo ok > probe && cat probe"], Path(tmp))
@@ -205,6 +219,19 @@ class BubblewrapSandbox:
                 f" bwrap exited {done.returncode}: {done.stderr.strip()[:300]}"
             )
         return sandbox
+
+
+def scratch_root_for(owner: Path) -> Path:
+    """A folder for the sandboxes of one emberlake data folder that the sandbox user can reach.
+
+    The data folder itself may sit under a private home; the system temporary folder is always
+    searchable. The root is 0711: others may enter a folder they know, not list who has one.
+    """
+    digest = hashlib.sha256(str(Path(owner).resolve()).encode()).hexdigest()[:12]
+    root = Path(tempfile.gettempdir()) / f"emberlake-sandbox-{os.geteuid()}-{digest}"
+    root.mkdir(mode=0o711, exist_ok=True)
+    root.chmod(0o711)
+    return root
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
