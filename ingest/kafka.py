@@ -104,7 +104,9 @@ def cluster_id(settings: Settings, timeout: float = 10.0) -> str:
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise BrokerError(f"cannot reach the broker at {settings.bootstrap_servers}: {exc}") from None
+        raise BrokerError(
+            f"cannot reach the broker at {settings.bootstrap_servers}: {exc}"
+        ) from None
     return str(md.cluster_id or "")
 
 
@@ -126,7 +128,11 @@ class KafkaSink:
 
     def _serve(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            try:
+                self._producer.poll(0.05)
+            except Exception:
+                # A failing callback must not stop delivery reports for every later record.
+                log.exception("delivery callback failed")
 
     def send(
         self, topic: str, key: bytes, value: bytes, headers: Headers = ()
@@ -135,24 +141,32 @@ class KafkaSink:
         fut: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
 
         def on_delivery(err: KafkaError | None, msg: Any) -> None:
-            if err is not None:
-                fut.set_exception(BrokerUnavailable(f"broker did not take the record: {err.str()}"))
-            else:
-                fut.set_result((msg.partition(), msg.offset()))
+            try:
+                if err is not None:
+                    fut.set_exception(
+                        BrokerUnavailable(f"broker did not take the record: {err.str()}")
+                    )
+                else:
+                    fut.set_result((msg.partition(), msg.offset()))
+            except concurrent.futures.InvalidStateError:
+                pass  # the caller stopped waiting (its request was cancelled)
 
-        while True:
+        for attempt in range(2):
+            if self._stop.is_set():
+                raise BrokerUnavailable("producer is closing")
             try:
                 self._producer.produce(
                     topic, value=value, key=key, headers=list(headers), on_delivery=on_delivery
                 )
                 return fut
             except BufferError:
-                # The local queue is full: the broker is slow or gone. Wait a little, once.
-                self._producer.poll(0.1)
-                if self._stop.is_set():
-                    raise BrokerUnavailable("producer is closing") from None
+                # The local queue is full: the broker is slow or gone. Wait a little, once,
+                # then refuse rather than block the caller (an event loop, often).
+                if attempt == 0:
+                    self._producer.poll(0.1)
             except KafkaException as exc:
                 raise BrokerUnavailable(f"cannot produce to {topic}: {exc}") from None
+        raise BrokerUnavailable("the producer queue is full: the broker is slow or unreachable")
 
     async def send_all(self, records: Sequence[tuple[str, bytes, bytes, Headers]]) -> None:
         """Produce records and wait until every one is acknowledged (or raise)."""
