@@ -1,0 +1,1 @@
+"""The small web page for people: open investigations, their anomalies and charts."""
