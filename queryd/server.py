@@ -152,6 +152,7 @@ class QuerydApp:
 
     async def _close(self, app: web.Application) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.engine.close()
 
     @web.middleware
     async def _errors(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
@@ -28,8 +29,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def engine(qsettings: Settings) -> DuckDBEngine:
-    return DuckDBEngine(qsettings)
+def engine(qsettings: Settings) -> Iterator[DuckDBEngine]:
+    engine = DuckDBEngine(qsettings)
+    yield engine
+    engine.close()
 
 
 def test_group_by_over_several_files_and_typed_columns(
