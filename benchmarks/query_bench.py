@@ -1,4 +1,4 @@
-"""Query latency: the query daemon's DuckDB engine over an Iceberg table, against pyiceberg's reader.
+"""Query latency: the DuckDB engine over an Iceberg table, against pyiceberg's own reader.
 
 Writes ``--rows`` spans into a fresh SQLite-catalog table in ``--files`` appends, then times
 (median of ``--repeat`` runs): a GROUP BY over every row, a one-hour time window, a point lookup,
