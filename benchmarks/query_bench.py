@@ -26,9 +26,9 @@ from pyiceberg.types import DoubleType, MapType, NestedField, StringType, Timest
 
 from emberlake.local import free_port
 from emberlake.settings import QuerydSettings, Settings
+from lake.catalog import open_catalog
 from queryd.client import QueryClient
 from queryd.engine import DuckDBEngine
-from queryd.scans import open_catalog
 from queryd.server import QuerydThread
 
 SCHEMA = Schema(

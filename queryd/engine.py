@@ -30,8 +30,9 @@ from emberlake.errors import (
     QueryTimeout,
 )
 from emberlake.settings import Settings
+from lake.catalog import open_catalog
 from queryd.guard import CheckedQuery, check_query
-from queryd.scans import IcebergScanPlanner, TableScan, open_catalog
+from queryd.scans import IcebergScanPlanner, TableScan
 from queryd.typemap import duckdb_type, quote_identifier, quote_literal
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 from pyiceberg.table import Table
 
 from queryd.scans import IcebergScanPlanner
-from queryd.typemap import duckdb_type
+from queryd.typemap import display_type
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def describe_table(name: str, table: Table) -> dict[str, Any]:
     for f in schema.fields:
         column: dict[str, Any] = {
             "name": f.name,
-            "type": duckdb_type(f.field_type),
+            "type": display_type(f.field_type),
             "iceberg_type": str(f.field_type),
             "doc": f.doc,
             "field_id": f.field_id,

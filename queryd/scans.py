@@ -16,22 +16,6 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 
 from emberlake.errors import LakeError, NotFound
-from emberlake.settings import Settings, parse_pairs
-
-
-def open_catalog(settings: Settings) -> Catalog:
-    """The lake's SQL catalog (same settings and layout the lake writer uses)."""
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    if settings.catalog_uri.startswith("sqlite:///"):
-        # SQLite creates the file but not its folder.
-        settings.data_path.mkdir(parents=True, exist_ok=True)
-    return SqlCatalog(
-        settings.lake.catalog_name,
-        uri=settings.catalog_uri,
-        warehouse=settings.warehouse,
-        **parse_pairs(settings.lake.catalog_properties),
-    )
 
 
 def local_path(location: str) -> str:

@@ -6,6 +6,10 @@ table descriptions served over HTTP agree on what a column is.
 
 from __future__ import annotations
 
+import functools
+import threading
+
+import duckdb
 from pyiceberg.schema import Schema, SchemaVisitorPerPrimitiveType, visit
 from pyiceberg.types import (
     BinaryType,
@@ -127,3 +131,17 @@ class DuckDBTypeVisitor(SchemaVisitorPerPrimitiveType[str]):
 def duckdb_type(iceberg_type: IcebergType | Schema) -> str:
     """The DuckDB type name of an Iceberg type: ``map<string, string>`` -> MAP(VARCHAR, VARCHAR)."""
     return visit(iceberg_type, DuckDBTypeVisitor())
+
+
+_spelling_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1024)
+def _spelled(type_name: str) -> str:
+    with _spelling_lock:
+        return str(duckdb.sqltype(type_name))
+
+
+def display_type(iceberg_type: IcebergType) -> str:
+    """The type as DuckDB names it in query results (``TIMESTAMP WITH TIME ZONE``, ...)."""
+    return _spelled(duckdb_type(iceberg_type))

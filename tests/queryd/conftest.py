@@ -8,7 +8,7 @@ import pytest
 from pyiceberg.catalog import Catalog
 
 from emberlake.settings import QuerydSettings, Settings
-from queryd.scans import open_catalog
+from lake.catalog import open_catalog
 from tests.conftest import free_port
 
 

@@ -225,3 +225,20 @@ def test_guard_and_engine_agree_on_checked_tables(catalog: Catalog, engine: Duck
     create_tables(catalog, "acme")
     checked = check_query("SELECT * FROM spans JOIN logs USING (service_name)", ["spans", "logs"])
     assert engine.run("acme", checked).snapshots == {"spans": None, "logs": None}
+
+
+def test_the_lake_writers_own_tables_are_queryable_and_described(
+    catalog: Catalog, engine: DuckDBEngine
+) -> None:
+    from lake.tables import DEAD_LETTERS, SIGNAL_TABLES, ensure_table
+    from queryd.metadata import describe_table
+
+    for name in (*SIGNAL_TABLES, DEAD_LETTERS):
+        table = ensure_table(catalog, "acme", name)
+        result = engine.query("acme", f"SELECT * FROM {name}")
+        assert result.row_count == 0
+        assert [c.name for c in result.columns] == [f.name for f in table.schema().fields]
+        described = describe_table(name, table)
+        assert [c["type"] for c in described["columns"]] == [c.type for c in result.columns]
+        assert all(c["doc"] for c in described["columns"]), name
+    assert engine.planner.table_names("acme") == sorted((*SIGNAL_TABLES, DEAD_LETTERS))

@@ -29,7 +29,7 @@ def test_describe_spans(catalog: Catalog) -> None:
     assert "stats" not in columns["name"]
     assert columns["attributes"]["type"] == "MAP(VARCHAR, VARCHAR)"
     assert columns["attributes"]["iceberg_type"] == "map<string, string>"
-    assert columns["start_time"]["type"] == "TIMESTAMPTZ"
+    assert columns["start_time"]["type"] == "TIMESTAMP WITH TIME ZONE"
     assert described["row_count"] == 15
     assert described["file_count"] == 2
     assert described["size_bytes"] > 0
