@@ -245,3 +245,25 @@ def test_client_says_how_to_start_a_missing_daemon() -> None:
     with pytest.raises(QuerydUnavailable, match="emberlake up` or `emberlake queryd"):
         client.query("SELECT 1")
     assert client.health() is False
+
+
+def test_concurrent_queries_from_several_tenants(daemon: QuerydThread) -> None:
+    results: dict[int, Any] = {}
+
+    def ask(i: int) -> None:
+        tenant = "acme" if i % 2 else "other"
+        try:
+            results[i] = QueryClient(daemon.url, tenant=tenant).query(
+                "SELECT count(*), min(service_name) FROM spans"
+            )["rows"]
+        except Exception as exc:  # collected and asserted below
+            results[i] = exc
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results == {
+        i: [[40, "checkout"]] if i % 2 else [[3, "secret-service"]] for i in range(12)
+    }
