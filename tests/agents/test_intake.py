@@ -1,0 +1,103 @@
+"""Investigation intake: one investigation per incident, idempotent under replay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.anomalies import Anomaly, anomaly_id, fingerprint, iso_from_us
+from agents.investigator_intake import InvestigationIntake
+from agents.resources.service import ResourceService
+from agents.resources.sqlite import SQLiteResourceStore
+
+MIN = 60_000_000
+T0 = 1_800_000_000_000_000
+
+
+def anomaly(
+    service: str, kind: str, at_us: int, severity: str = "medium", tenant: str = "default"
+) -> Anomaly:
+    metric = {"error_rate": "error_rate", "latency": "latency_p95_ms"}.get(kind, kind)
+    return Anomaly(
+        id=anomaly_id(tenant, service, kind, metric, at_us),
+        tenant=tenant,
+        service=service,
+        signal="spans",
+        kind=kind,
+        metric=metric,
+        window_start=iso_from_us(at_us),
+        window_end=iso_from_us(at_us + 10_000_000),
+        observed=0.4,
+        expected=0.01,
+        score=30.0,
+        severity=severity,
+        fingerprint=fingerprint(tenant, service, kind, metric),
+        summary=f"{service}: {kind}",
+        detected_at=iso_from_us(at_us + 20_000_000),
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteResourceStore:
+    return SQLiteResourceStore(tmp_path / "resources.db")
+
+
+def test_one_investigation_per_incident_and_replays_change_nothing(
+    store: SQLiteResourceStore,
+) -> None:
+    intake = InvestigationIntake(store, incident_window_seconds=600)
+    first = intake.handle(anomaly("checkout", "error_rate", T0))
+    assert first.opened and not first.duplicate
+    # Same service, another kind, two minutes later: same incident.
+    second = intake.handle(anomaly("checkout", "latency", T0 + 2 * MIN, severity="critical"))
+    assert second.investigation == first.investigation and not second.opened
+    # Another service: another investigation.
+    other = intake.handle(anomaly("payments", "error_rate", T0 + MIN))
+    assert other.opened and other.investigation != first.investigation
+    # Replays (a detector republished after a crash) are recognised by id.
+    again = intake.handle(anomaly("checkout", "latency", T0 + 2 * MIN, severity="critical"))
+    assert again.duplicate and again.investigation == first.investigation
+
+    service = ResourceService(store)
+    inv = service.get(first.investigation)
+    assert inv["anomaly_count"] == 2 and len(inv["anomalies"]) == 2
+    assert inv["severity"] == "critical" and inv["service"] == "checkout"
+    assert inv["first_anomaly_time"] == iso_from_us(T0)
+    assert inv["last_anomaly_time"] == iso_from_us(T0 + 2 * MIN)
+    stored = service.get(inv["anomalies"][1])
+    assert stored["investigation"] == first.investigation and stored["kind"] == "latency"
+    assert service.list("tenants/default/investigations").total_size == 2
+    assert service.list("tenants/default/anomalies").total_size == 3
+
+
+def test_outside_the_incident_window_only_the_fingerprint_attaches(
+    store: SQLiteResourceStore,
+) -> None:
+    intake = InvestigationIntake(store, incident_window_seconds=60)
+    first = intake.handle(anomaly("checkout", "error_rate", T0))
+    later_same = intake.handle(anomaly("checkout", "error_rate", T0 + 30 * MIN))
+    assert later_same.investigation == first.investigation
+    later_other = intake.handle(anomaly("checkout", "latency", T0 + 60 * MIN))
+    assert later_other.opened
+
+
+def test_closed_investigations_take_no_new_anomalies(store: SQLiteResourceStore) -> None:
+    intake = InvestigationIntake(store, incident_window_seconds=600)
+    first = intake.handle(anomaly("checkout", "error_rate", T0))
+    ResourceService(store).update(first.investigation, {"state": "RESOLVED"})
+    again = intake.handle(anomaly("checkout", "error_rate", T0 + MIN))
+    assert again.opened and again.investigation != first.investigation
+
+
+def test_tenants_are_kept_apart_and_bad_events_are_skipped(store: SQLiteResourceStore) -> None:
+    intake = InvestigationIntake(store, incident_window_seconds=600)
+    a = intake.handle(anomaly("checkout", "error_rate", T0, tenant="alpha"))
+    b = intake.handle(anomaly("checkout", "error_rate", T0, tenant="beta"))
+    assert a.investigation.startswith("tenants/alpha/") and b.investigation.startswith(
+        "tenants/beta/"
+    )
+    assert intake.handle_raw(b"not json") is None
+    assert intake.handle_raw(b"[1, 2]") is None
+    ok = intake.handle_raw(anomaly("checkout", "latency", T0, tenant="alpha").to_json())
+    assert ok is not None and ok.investigation == a.investigation
