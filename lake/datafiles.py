@@ -1,0 +1,168 @@
+"""Parquet data files for Iceberg appends, written the way the lake's data wants them.
+
+pyiceberg's ``Table.append`` writes correct files but spends as long deciding as writing: it
+copies the whole batch while splitting it by partition even when a batch falls into one day, and
+it dictionary-encodes every column, including unique ids and timestamps where a dictionary only
+costs time. Here a batch that falls into one partition is written as is, dictionaries are kept
+for the columns that repeat (names, services, attribute maps), and the file statistics and
+``DataFile`` entries are produced with pyiceberg's own helpers, so readers see exactly what
+``append`` would have produced. The caller adds the returned files in its own transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyiceberg.io.pyarrow import (
+    _get_parquet_writer_kwargs,
+    compute_statistics_plan,
+    data_file_statistics_from_parquet_metadata,
+    parquet_path_to_id_mapping,
+    schema_to_pyarrow,
+)
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.partitioning import PartitionFieldValue, PartitionKey, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import TableProperties
+from pyiceberg.table.locations import load_location_provider
+from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.typedef import Record
+from pyiceberg.types import (
+    BinaryType,
+    DoubleType,
+    FloatType,
+    TimestampType,
+    TimestamptzType,
+)
+
+from emberlake.errors import LakeError
+
+#: Types whose values rarely repeat: dictionary-encoding them is wasted work.
+_NO_DICTIONARY_TYPES = (DoubleType, FloatType, TimestampType, TimestamptzType, BinaryType)
+#: Columns that hold ids or free text, unique per row.
+_NO_DICTIONARY_NAMES = {"trace_id", "span_id", "parent_span_id", "body", "value"}
+
+
+def conform(rows: pa.Table, schema: Schema) -> pa.Table:
+    """Rows in the table schema's column order and Arrow types, with field ids; absent
+    optional columns become nulls, extra columns are an error (evolve the schema first)."""
+    target = schema_to_pyarrow(schema, include_field_ids=True)
+    extra = set(rows.column_names) - set(target.names)
+    if extra:
+        raise LakeError(f"columns {sorted(extra)} are not in the table schema; evolve it first")
+    columns = []
+    for f in target:
+        if f.name in rows.column_names:
+            column = rows.column(f.name)
+            columns.append(column if column.type == f.type else column.cast(f.type))
+        elif f.nullable:
+            columns.append(pa.nulls(rows.num_rows, f.type))
+        else:
+            raise LakeError(f"required column {f.name!r} is missing from the rows")
+    return pa.Table.from_arrays(columns, schema=target)
+
+
+def _dictionary_columns(schema: Schema) -> list[str]:
+    names = []
+    for f in schema.fields:
+        if f.name in _NO_DICTIONARY_NAMES or isinstance(f.field_type, _NO_DICTIONARY_TYPES):
+            continue
+        names.append(f.name)
+    return names
+
+
+def _partitions(
+    rows: pa.Table, spec: PartitionSpec, schema: Schema
+) -> list[tuple[list[Any], pa.Table]]:
+    """Split rows by partition values: [(values per spec field, rows)], one split per partition."""
+    if spec.is_unpartitioned():
+        return [([], rows)]
+    transformed: list[pa.Array] = []
+    for pf in spec.fields:
+        source = schema.find_field(pf.source_id)
+        column = rows.column(schema.find_column_name(pf.source_id) or source.name)
+        transformed.append(pf.transform.pyarrow_transform(source.field_type)(column))
+    uniques = [pc.unique(t) for t in transformed]
+    if all(len(u) == 1 for u in uniques):
+        # The common case (a batch within one day): no copy at all.
+        return [([u[0].as_py() for u in uniques], rows)]
+    names = [f"_p{i}" for i in range(len(transformed))]
+    keyed = rows
+    for name, values in zip(names, transformed, strict=True):
+        keyed = keyed.append_column(name, values)
+    out = []
+    for group in keyed.select(names).group_by(names).aggregate([]).to_pylist():
+        mask = None
+        for name in names:
+            value = group[name]
+            test = pc.is_null(keyed[name]) if value is None else pc.equal(keyed[name], value)
+            mask = test if mask is None else pc.and_(mask, test)
+        out.append(([group[n] for n in names], rows.filter(mask)))
+    return out
+
+
+def write_data_files(
+    metadata: TableMetadata, io: Any, rows: pa.Table, write_id: uuid.UUID | None = None
+) -> list[DataFile]:
+    """Write ``rows`` (already conformed to the current schema) as one Parquet file per
+    partition under the table's data location; returns their ``DataFile`` entries."""
+    schema = metadata.schema()
+    spec = metadata.spec()
+    properties = metadata.properties
+    locations = load_location_provider(metadata.location, properties)
+    kwargs = _get_parquet_writer_kwargs(properties)
+    row_group = int(
+        properties.get(
+            TableProperties.PARQUET_ROW_GROUP_LIMIT, TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT
+        )
+    )
+    dictionary = _dictionary_columns(schema)
+    stats_plan = compute_statistics_plan(schema, properties)
+    id_mapping = parquet_path_to_id_mapping(schema)
+    write_id = write_id or uuid.uuid4()
+    files = []
+    for index, (values, part) in enumerate(_partitions(rows, spec, schema)):
+        key = (
+            PartitionKey(
+                field_values=[
+                    PartitionFieldValue(field=f, value=v)
+                    for f, v in zip(spec.fields, values, strict=True)
+                ],
+                partition_spec=spec,
+                schema=schema,
+            )
+            if values
+            else None
+        )
+        path = locations.new_data_location(f"00000-{index}-{write_id}.parquet", key)
+        output = io.new_output(path)
+        with output.create(overwrite=True) as stream:
+            writer = pq.ParquetWriter(
+                stream, schema=part.schema, use_dictionary=dictionary, **kwargs
+            )
+            writer.write_table(part, row_group_size=row_group)
+            writer.close()
+        statistics = data_file_statistics_from_parquet_metadata(
+            parquet_metadata=writer.writer.metadata,
+            stats_columns=stats_plan,
+            parquet_column_mapping=id_mapping,
+        )
+        files.append(
+            DataFile.from_args(
+                content=DataFileContent.DATA,
+                file_path=path,
+                file_format=FileFormat.PARQUET,
+                partition=key.partition if key else Record(),
+                file_size_in_bytes=len(output),
+                sort_order_id=None,
+                spec_id=metadata.default_spec_id,
+                equality_ids=None,
+                key_metadata=None,
+                **statistics.to_serialized_dict(),
+            )
+        )
+    return files

@@ -1,0 +1,112 @@
+"""The lake writer against the real broker and a real SQLite catalog, in this process."""
+
+from __future__ import annotations
+
+import pytest
+
+from emberlake.settings import Settings
+from ingest.kafka import ensure_emberlake_topics
+from lake.catalog import open_catalog
+from tests.lake.lakecheck import running_ingestor, seq_counts, table_rows, wait_for, wait_for_seqs
+from tests.lake.otlp_records import (
+    logs_request,
+    metrics_request,
+    produce,
+    seq_batches,
+    span_id_of,
+    spans_request,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_spans_logs_metrics_land_once_with_attributes(settings: Settings) -> None:
+    ensure_emberlake_topics(settings)
+    spans = [
+        ("acme", f"svc{i % 3}", spans_request(f"svc{i % 3}", seqs).SerializeToString())
+        for i, seqs in enumerate(seq_batches(0, 600, 50))
+    ]
+    produce(settings, "spans", spans)
+    produce(
+        settings, "logs", [("acme", "svc0", logs_request("svc0", range(40)).SerializeToString())]
+    )
+    produce(
+        settings,
+        "metrics",
+        [("acme", "svc1", metrics_request("svc1", range(30)).SerializeToString())],
+    )
+    with running_ingestor(settings):
+        counts = wait_for_seqs(settings, "acme.spans", set(range(600)))
+        wait_for_seqs(settings, "acme.logs", set(range(40)))
+        wait_for_seqs(settings, "acme.metrics", set(range(30)))
+    assert set(counts.values()) == {1}
+    catalog = open_catalog(settings)
+    rows = table_rows(catalog, "acme.spans")
+    assert rows is not None and rows.num_rows == 600
+    by_span = {r["span_id"]: r for r in rows.to_pylist()}
+    row = by_span[span_id_of(5)]
+    attrs = dict(row["attributes"])
+    assert attrs == {"seq": "5", "http.route": "/r/0", "ok": "False"}
+    assert row["parent_span_id"] == span_id_of(4)
+    assert by_span[span_id_of(4)]["parent_span_id"] is None
+    assert row["service_name"] == "svc0"
+    assert dict(row["resource_attributes"])["host.name"] == "h1"
+    assert row["duration_ms"] == pytest.approx(2.5)
+    metric_rows = table_rows(catalog, "acme.metrics")
+    assert metric_rows is not None
+    assert sorted(metric_rows.column("value").to_pylist()) == [float(i) for i in range(30)]
+    # Offsets were committed with the rows, one property per partition that fed the table.
+    properties = catalog.load_table("acme.spans").properties
+    offsets = {k: v for k, v in properties.items() if k.startswith("emberlake.offset.")}
+    assert offsets and all(k.split(".")[-1].isdigit() for k in offsets)
+    assert sum(int(v) for v in offsets.values()) == len(spans)
+
+
+def test_restart_resumes_without_duplicates(settings: Settings) -> None:
+    ensure_emberlake_topics(settings)
+    first = [
+        ("acme", "a", spans_request("a", s).SerializeToString()) for s in seq_batches(0, 100, 10)
+    ]
+    produce(settings, "spans", first)
+    with running_ingestor(settings):
+        wait_for_seqs(settings, "acme.spans", set(range(100)))
+    second = [
+        ("acme", "a", spans_request("a", s).SerializeToString()) for s in seq_batches(100, 100, 10)
+    ]
+    produce(settings, "spans", second)
+    with running_ingestor(settings):
+        counts = wait_for_seqs(settings, "acme.spans", set(range(200)))
+    assert set(counts.values()) == {1}
+
+
+def test_bad_record_goes_to_dead_letters_and_neighbours_land(settings: Settings) -> None:
+    ensure_emberlake_topics(settings)
+    good_before = spans_request("a", range(10)).SerializeToString()
+    good_after = spans_request("a", range(10, 20)).SerializeToString()
+    garbage = b"\x0a\xff\xff\xff\xff\x0f not a protobuf"
+    produce(settings, "spans", [("acme", "a", good_before)])
+    produce(settings, "spans", [("acme", "a", garbage)])
+    produce(settings, "spans", [("acme", "a", good_after)])
+    produce(settings, "spans", [("Not A Tenant!", "a", good_before)])
+    catalog = open_catalog(settings)
+    with running_ingestor(settings):
+        counts = wait_for_seqs(settings, "acme.spans", set(range(20)))
+        wait_for(
+            lambda: (
+                table_rows(catalog, "acme.dead_letters") is not None
+                and table_rows(catalog, "emberlake.dead_letters") is not None
+            ),
+            30,
+            what="dead letters",
+        )
+    assert set(counts.values()) == {1}
+    dead = table_rows(catalog, "acme.dead_letters")
+    assert dead is not None and dead.num_rows == 1
+    letter = dead.to_pylist()[0]
+    assert letter["value"] == garbage
+    assert letter["tenant"] == "acme" and letter["key"] == "acme/a"
+    assert "decode" in letter["reason"]
+    unknown = table_rows(catalog, "emberlake.dead_letters")
+    assert unknown is not None and unknown.num_rows == 1
+    assert unknown.to_pylist()[0]["reason"] == "invalid tenant"
+    assert seq_counts(table_rows(catalog, "acme.spans")) == dict.fromkeys(range(20), 1)
