@@ -219,11 +219,17 @@ class Shop:
     def _span(
         self, service: str, name: str, kind: SpanKind, context: Context | None, **attrs: Any
     ) -> Iterator[trace.Span]:
+        """A span from the simulated clock; without an explicit parent context, its parent is
+        the span this one is nested in (the current span), as in instrumented code."""
         tracer = self.services[service].tracer
         span = tracer.start_span(name, context, kind, attrs, start_time=self._now)
         self._advance(0.2, 3.0)
+        current = trace.use_span(
+            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        )
         try:
-            yield span
+            with current:
+                yield span
         except Exception as exc:
             span.record_exception(exc, timestamp=self._now)
             span.set_status(Status(StatusCode.ERROR, str(exc)))

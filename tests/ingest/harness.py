@@ -1,5 +1,5 @@
-"""Fixtures for receiver tests: a receiver in-process over the session broker, a Kafka reader,
-and raw gRPC and HTTP clients for requests the SDK exporters would never send."""
+"""Helpers for intake tests: an in-process receiver, a Kafka reader, and raw gRPC and HTTP
+clients for requests the SDK exporters would never send."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from emberlake.settings import Settings
@@ -63,14 +61,6 @@ def read_records(
 def start_receiver(settings: Settings) -> ReceiverThread:
     ensure_emberlake_topics(settings)
     return ReceiverThread(settings).start()
-
-
-@pytest.fixture
-def receiver(settings: Settings) -> Iterator[ReceiverThread]:
-    """A receiver with the test's settings, on its own thread, over the session broker."""
-    thread = start_receiver(settings)
-    yield thread
-    thread.stop()
 
 
 @dataclass

@@ -20,7 +20,7 @@ from emberlake.settings import KafkaSettings, ReceiverSettings, Settings
 from ingest.otlp_receiver import ReceiverThread
 from ingest.otlp_receiver.signals import TRACES
 from ingest.otlp_receiver.status import RETRY_INFO_KEY, STATUS_DETAILS_KEY
-from tests.ingest.otlp_receiver.conftest import grpc_export, http_request
+from tests.ingest.harness import grpc_export, http_request
 from tests.ingest.otlp_receiver.otlp_data import spans_request
 
 pytestmark = pytest.mark.integration

@@ -30,7 +30,7 @@ from opentelemetry.trace import format_trace_id
 from emberlake.settings import Settings
 from ingest.otlp_receiver import ReceiverThread
 from ingest.otlp_receiver.signals import LOGS, TRACES
-from tests.ingest.otlp_receiver.conftest import grpc_export, read_records, start_receiver
+from tests.ingest.harness import grpc_export, read_records, start_receiver
 from tests.ingest.otlp_receiver.otlp_data import spans_request
 
 pytestmark = pytest.mark.integration

@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from emberlake.settings import Settings
 from ingest.otlp_receiver import ReceiverThread
 from ingest.otlp_receiver.otlp_json import request_to_json
-from tests.ingest.otlp_receiver.conftest import http_request, read_records, start_receiver
+from tests.ingest.harness import http_request, read_records, start_receiver
 from tests.ingest.otlp_receiver.otlp_data import logs_request, spans_request
 
 pytestmark = pytest.mark.integration
