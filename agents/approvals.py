@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -55,44 +55,53 @@ class ResourceLike(Protocol):
     def get(self, name: str) -> dict[str, Any]: ...
 
     def create(
-        self, collection: str, body: Mapping[str, Any], resource_id: str | None = None
+        self, collection: str, body: dict[str, Any], resource_id: str | None = None
     ) -> dict[str, Any]: ...
 
 
 class ResourceApprovalDesk:
-    """Approvals as resources ``tenants/{t}/approvals/{id}`` of the resource API."""
+    """Approvals as resources ``tenants/{t}/approvals/{id}`` of the resource API.
 
-    def __init__(self, client_for: Any):
+    The approval carries what would run (``payload``: session, call id, tool and input) and why;
+    a person sets ``state`` to APPROVED or REJECTED (``emberlake approve``).
+    """
+
+    def __init__(self, client_for: Callable[[str], ResourceLike]):
         #: tenant -> resource client acting for that tenant.
         self.client_for = client_for
 
     def request(self, session_id: str, state: SessionState, use: ToolUse, reason: str) -> str:
-        client: ResourceLike = self.client_for(state.tenant)
-        body = {
+        client = self.client_for(state.tenant)
+        body: dict[str, Any] = {
             "action": f"{use.name} {summarize(use.input)}",
             "reason": reason,
-            "session": session_id,
-            "tool": use.name,
-            "tool_input": json.dumps(dict(use.input), sort_keys=True),
-            "subject": state.subject,
+            "requested_by": f"agent session {session_id}",
+            "payload": {
+                "session": session_id,
+                "call_id": use.id,
+                "tool": use.name,
+                "input": dict(use.input),
+            },
         }
+        if "/investigations/" in state.subject:
+            body["investigation"] = state.subject
         rid = approval_id(session_id, use.id)
         try:
-            created = client.create("approvals", body, resource_id=rid)
+            created = client.create(f"tenants/{state.tenant}/approvals", body, resource_id=rid)
         except AlreadyExists:
+            # A step retried after a crash: the approval it asked for is already there.
             created = client.get(f"tenants/{state.tenant}/approvals/{rid}")
         return str(created["name"])
 
     def decision(self, approval: str) -> Decision:
         tenant = approval.split("/")[1]
         resource = self.client_for(tenant).get(approval)
-        state = str(resource.get("state", "PENDING")).upper()
-        if state not in ("PENDING", "APPROVED", "DENIED"):
-            state = "DENIED" if state in ("REJECTED", "CANCELLED") else "PENDING"
+        raw = str(resource.get("state", "PENDING")).upper()
+        state: DecisionState = (
+            "APPROVED" if raw == "APPROVED" else "DENIED" if raw == "REJECTED" else "PENDING"
+        )
         return Decision(
-            state,  # type: ignore[arg-type]
-            by=str(resource.get("decided_by") or ""),
-            note=str(resource.get("note") or resource.get("decision_note") or ""),
+            state, by=str(resource.get("decided_by") or ""), note=str(resource.get("note") or "")
         )
 
 

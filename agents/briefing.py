@@ -55,7 +55,7 @@ def investigation_context(
     """The facts an investigator starts from, in one flat, deterministic dict."""
     starts = [parse_time(a["window_start"]) for a in anomalies if a.get("window_start") is not None]
     ends = [parse_time(a["window_end"]) for a in anomalies if a.get("window_end") is not None]
-    for key, bucket in (("window_start", starts), ("window_end", ends)):
+    for key, bucket in (("first_anomaly_time", starts), ("last_anomaly_time", ends)):
         if investigation.get(key) is not None:
             bucket.append(parse_time(investigation[key]))
     context: dict[str, Any] = {

@@ -194,3 +194,185 @@ def delete_command(
     """Delete a resource."""
     _client(ctx, url, tenant, token).delete(name, etag=etag, force=force)
     click.echo(f"deleted {name}")
+
+
+# ----------------------------------------------------------------------------------------------
+# emberlake agents | sessions list|show|fork|ref | approve   (investigator agents)
+# ----------------------------------------------------------------------------------------------
+
+
+@click.command("agents")
+@click.option("--once", is_flag=True, help="Do one pass (discover, advance sessions) and exit.")
+@click.pass_context
+def agents_command(ctx: click.Context, once: bool) -> None:
+    """Run the investigator agents: work every open investigation in a durable session."""
+    import signal
+    import threading
+
+    from agents.worker import build_worker
+
+    settings = settings_of(ctx)
+    worker = build_worker(settings)
+    if once:
+        done = worker.run_once()
+        emit(
+            {
+                "started": done.started,
+                "sessions": {k: v.status for k, v in done.outcomes.items()},
+                "errors": done.errors,
+            },
+            True,
+        )
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"agents: working open investigations (model {worker.engine.model.name})", err=True)
+    worker.run_forever(stop)
+
+
+def _sessions(ctx: click.Context) -> Any:
+    from agents.sessions import SessionStore, store_for
+
+    return SessionStore(store_for(settings_of(ctx)))
+
+
+@click.group("sessions")
+def sessions_command() -> None:
+    """Agent sessions: list them, show a transcript, fork a branch, name a snapshot."""
+
+
+@sessions_command.command("list")
+@click.option("--tenant", default=None, help="Only this tenant's sessions.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def sessions_list(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
+    """Sessions with their status, steps and tokens, and each tenant's total."""
+    from agents.budget import UsageLedger
+
+    sessions = _sessions(ctx)
+    ledger = UsageLedger(sessions)
+    rows, tenants = [], set()
+    for session_id in sessions.sessions(tenant):
+        head = sessions.head(session_id)
+        state = head.state
+        tenants.add(state.tenant)
+        rows.append(
+            {
+                "session": session_id,
+                "status": state.status,
+                "step": head.seq,
+                "tokens": state.usage.total,
+                "subject": state.subject,
+                "reason": state.reason,
+            }
+        )
+    totals = {t: ledger.tenant_usage(t).total.to_json() for t in sorted(tenants)}
+    text = "\n".join(
+        f"{r['session']:<48} {r['status']:<17} step {r['step']:<3} {r['tokens']:>8} tokens"
+        f"  {r['reason']}"
+        for r in rows
+    )
+    text += "".join(
+        f"\ntenant {t}: {u['input_tokens']}+{u['output_tokens']} tokens" for t, u in totals.items()
+    )
+    emit({"sessions": rows, "tenant_usage": totals}, as_json, text or "no sessions")
+
+
+@sessions_command.command("show")
+@click.argument("spec")
+@click.option("--json", "as_json", is_flag=True, help="Print the objects as JSON.")
+@click.pass_context
+def sessions_show(ctx: click.Context, spec: str, as_json: bool) -> None:
+    """Show a transcript: SPEC is tenant/name, tenant/name@STEP, a reference or an address."""
+    from agents.sessions import render
+
+    sessions = _sessions(ctx)
+    address = sessions.resolve(spec)
+    snapshot = sessions.get_snapshot(address)
+    objects = sessions.replay(address)
+    state = snapshot.state
+    data = {
+        "snapshot": address,
+        "state": state.to_json(),
+        "objects": [{"address": o.address, "kind": o.kind, "body": o.body} for o in objects],
+    }
+    header = (
+        f"snapshot {address}\nstatus {state.status}, {state.steps} steps,"
+        f" {state.usage.input_tokens}+{state.usage.output_tokens} tokens"
+        + (f"\n{state.reason}" if state.reason else "")
+    )
+    emit(data, as_json, header + "\n\n" + render(objects))
+
+
+@sessions_command.command("fork")
+@click.argument("source")
+@click.argument("new_session")
+@click.pass_context
+def sessions_fork(ctx: click.Context, source: str, new_session: str) -> None:
+    """Start NEW_SESSION (tenant/name) from the snapshot SOURCE names; the source is unchanged.
+
+    The worker advances the fork like any other unfinished session.
+    """
+    head = _sessions(ctx).fork(source, new_session)
+    click.echo(f"forked {source} into {new_session} at snapshot {head.address}")
+
+
+@sessions_command.command("ref")
+@click.argument("name")
+@click.argument("spec", required=False)
+@click.pass_context
+def sessions_ref(ctx: click.Context, name: str, spec: str | None) -> None:
+    """Name a snapshot (NAME SPEC), or print what NAME names (NAME alone)."""
+    sessions = _sessions(ctx)
+    if spec is None:
+        address = sessions.get_ref(name)
+        if address is None:
+            raise InvalidArgument(f"no reference named {name!r}")
+        click.echo(address)
+        return
+    address = sessions.resolve(spec)
+    sessions.set_ref(name, address)
+    click.echo(f"{name} -> {address}")
+
+
+@click.command("approve")
+@click.argument("approval")
+@click.option("--reject", is_flag=True, help="Refuse instead of approving.")
+@click.option("--note", default="", help="Why; the agent reads it.")
+@click.option("--by", "decided_by", default=None, help="Who decides (default: this OS user).")
+@click.option("--url", default=None, help="Query daemon URL (default: from the queryd settings).")
+@click.option("--tenant", default=None, help="Tenant, when APPROVAL is a bare id.")
+@click.option("--token", default=None, help="Bearer token (when auth is on).")
+@click.pass_context
+def approve_command(
+    ctx: click.Context,
+    approval: str,
+    reject: bool,
+    note: str,
+    decided_by: str | None,
+    url: str | None,
+    tenant: str | None,
+    token: str | None,
+) -> None:
+    """Approve (or --reject) an action an agent waits for: tenants/T/approvals/ID or ID."""
+    import datetime as dt
+    import os
+    import pwd
+
+    settings = settings_of(ctx)
+    if not approval.startswith("tenants/"):
+        approval = f"tenants/{tenant or settings.receiver.default_tenant}/approvals/{approval}"
+    client = _client(ctx, url, approval.split("/")[1], token)
+    current = client.get(approval)
+    if current.get("state") != "PENDING":
+        raise InvalidArgument(f"{approval} was already decided: {current.get('state')}")
+    body = {
+        "state": "REJECTED" if reject else "APPROVED",
+        "decided_by": decided_by or pwd.getpwuid(os.getuid()).pw_name,
+        "decision_time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+        "note": note,
+        "etag": current["etag"],
+    }
+    done = client.update(approval, body, ["state", "decided_by", "decision_time", "note"])
+    click.echo(f"{done['name']}: {done['state']} ({done.get('action', '')})")

@@ -129,33 +129,42 @@ class OfflineInvestigator:
             else:
                 hop = chain.hops[-1]
                 text = (
-                    f"{chain.services[-2]}'s failing spans have failing children in {svc}"
+                    f"The failing spans of {chain.services[-2]} have failing children in {svc}"
                     f" ({hop.error_spans} spans in {hop.traces} traces). Following it downstream."
                 )
             uses.append(self._use(r, f"health_{depth}", "sql", {"sql": health_sql(svc, window)}))
             uses.append(self._use(r, f"down_{depth}", "sql", {"sql": downstream_sql(svc, window)}))
             return self._say(text, uses)
+        inv = str(ctx.get("investigation", ""))
         if "finding" not in r.calls:
             body = finding(ctx, chain, r)
-            inv = str(ctx.get("investigation", ""))
-            args = {
+            record = {
                 "method": "create",
-                "collection": "findings",
-                "id": f"{inv.rsplit('/', 1)[-1] or 'incident'}-root-cause",
+                "collection": f"{inv}/findings",
+                "id": "root-cause",
                 "body": body,
             }
-            return self._say(body["summary"], [self._use(r, "finding", "resources", args)])
+            mark = {
+                "method": "update",
+                "name": inv,
+                "body": {"root_cause": chain.root},
+                "update_mask": ["root_cause"],
+            }
+            uses = [
+                self._use(r, "finding", "resources", record),
+                self._use(r, "rootcause", "resources", mark),
+            ]
+            return self._say(body["summary"], uses)
         if "resolve" not in r.calls and not r.results.get("finding", ("", True))[1]:
-            inv = str(ctx.get("investigation", ""))
             args = {
                 "method": "update",
                 "name": inv,
                 "body": {
                     "state": "RESOLVED",
-                    "resolution": f"Root cause: {chain.root}. See finding"
-                    f" {inv.rsplit('/', 1)[-1]}-root-cause for the evidence.",
+                    "resolution": f"Root cause: {chain.root}; see {inv}/findings/root-cause.",
                 },
                 "update_mask": ["state", "resolution"],
+                "reason": f"the investigation found the root cause in {chain.root}",
             }
             text = f"Proposing to resolve {inv} with root cause {chain.root}; this needs approval."
             return self._say(text, [self._use(r, "resolve", "resources", args)])
@@ -236,18 +245,18 @@ def finding(ctx: Mapping[str, Any], chain: Chain, r: Reading) -> dict[str, Any]:
                 }
             )
     if chain.hops:
-        strong = chain.hops[0].traces >= 0.8 * chain.health[0].error_traces
-        confidence = "high" if strong else "medium"
+        explained = chain.hops[0].traces / max(1, chain.health[0].error_traces)
+        confidence = round(min(0.95, 0.5 + explained / 2), 2)
     else:
-        confidence = "medium" if chain.health[0].errors else "low"
+        confidence = 0.5 if chain.health[0].errors else 0.2
     return {
-        "investigation": ctx.get("investigation", ""),
-        "title": f"Root cause: {root}",
-        "root_cause_service": root,
-        "path": list(chain.services),
+        "kind": "root_cause",
+        "service": root,
         "summary": " ".join(lines),
+        "detail": f"Path of failures: {' -> '.join(chain.services)}.",
         "confidence": confidence,
         "evidence": evidence,
+        "path": list(chain.services),
         "author": NAME,
     }
 
