@@ -72,6 +72,7 @@ class DetectorRuntime:
     def fold(self, signal: str, records: Iterable[Record], wall_now: float) -> None:
         """Fold a batch into the windows, close what is due, persist it all in one commit."""
         touched: dict[TopicPartition, int] = {}
+        replayed = self.replayed
         for rec in records:
             tp = (rec.topic, rec.partition)
             if rec.offset < self.offsets.get(tp, 0):
@@ -86,8 +87,20 @@ class DetectorRuntime:
                 self.bad_records += 1
                 log.warning("skipping undecodable %s record %s@%d: %s", signal, tp, rec.offset, exc)
             touched[tp] = self.offsets[tp] = rec.offset + 1
+        if self.replayed > replayed:
+            log.info(
+                "skipped %d %s records already in the stored state",
+                self.replayed - replayed,
+                signal,
+            )
         self.engine.close_ready(wall_now)
         self._persist(touched)
+
+    def assigned(self, wall_now: float) -> None:
+        """Partitions were (re)assigned: give quiet services a full idle period from now, so
+        windows are not closed before the records that fill them are read again."""
+        for key in self.engine.last_activity:
+            self.engine.last_activity[key] = max(self.engine.last_activity[key], wall_now)
 
     def tick(self, wall_now: float) -> None:
         """Close the windows of services that went quiet."""
@@ -188,6 +201,10 @@ def build_app(settings: Settings, runtime: DetectorRuntime, intake: bool = True)
 
     detector("spans")
     detector("logs")
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+        runtime.assigned(time.time())
 
     @app.timer(interval=max(0.2, min(1.0, cfg.detector_window_seconds / 2)))
     async def close_idle_windows() -> None:

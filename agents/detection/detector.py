@@ -319,7 +319,7 @@ def evaluate_window(
                 sig.trace_ids,
                 [],
                 {"type": sig.type, "template": sig.template},
-                [],
+                [(window.start_us, float(sig.count), 0.0)],
             )
         )
     state.windows_closed += 1
