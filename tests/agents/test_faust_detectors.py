@@ -206,8 +206,9 @@ def test_incident_opens_exactly_one_investigation_and_steady_traffic_none(
     for name in inv["anomalies"]:
         a = service.get(name)
         assert a["investigation"] == inv["name"] and a["service"] == "checkout"
-        assert a["series"], {k: a[k] for k in ("kind", "metric", "summary")}
-        assert a["example_trace_ids"] or a["kind"] == "request_rate", {k: a[k] for k in ("kind", "metric", "summary")}
+        brief = {k: a[k] for k in ("kind", "metric", "summary")}
+        assert a["series"], brief
+        assert a["example_trace_ids"] or a["kind"] == "request_rate", brief
         kinds.add(a["kind"])
     assert {"error_rate", "latency"} <= kinds, kinds
     assert inv["anomaly_count"] == len(inv["anomalies"]) >= 2
