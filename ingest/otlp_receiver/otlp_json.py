@@ -1,9 +1,15 @@
 """OTLP/JSON: the JSON encoding of OTLP messages, to and from protobuf messages.
 
-OTLP/JSON is the protobuf JSON mapping with one difference that matters: trace and span ids are
-hex strings, not base64. Incoming ids are rewritten to base64 before ``ParseDict`` so the
-standard mapping does the rest (lowerCamelCase or original field names, enums as ints, 64-bit
-ints as strings or numbers, unknown fields ignored as the OTLP spec asks of receivers).
+OTLP/JSON is the protobuf JSON mapping, except that trace and span ids are hex strings, not
+base64. Field names may be lowerCamelCase or the proto names, enums numbers or names, 64-bit
+integers numbers or strings; unknown fields are ignored, as the OTLP spec asks of receivers.
+
+Decoding does not use ``json_format.ParseDict``: with the upb backend it spends about 50 us per
+message looking up field names, some 0.7 ms per span. Instead each message type is compiled
+once into a table (JSON name -> proto name, how to convert the value), the JSON document is
+rewritten into keyword arguments in one pass, and the request is built by the message
+constructor in C. Only what JSON cannot say directly is converted: ids (hex), other bytes
+(base64), integers given as strings, enum names and non-finite floats.
 """
 
 from __future__ import annotations
@@ -11,81 +17,128 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from emberlake.errors import InvalidRequest
-from ingest.otlp_receiver.signals import OtlpSignal
+from ingest.otlp_receiver.signals import OTLP_SIGNALS, OtlpSignal
 
 #: An id that is not hex becomes this one-byte id, which validation rejects as the wrong length:
 #: one bad id costs one record (partial success), not the whole request.
-_BAD_ID = base64.b64encode(b"\xff").decode()
+BAD_ID = b"\xff"
+#: Nesting deeper than this is refused (protobuf's own parser stops at 100).
+MAX_DEPTH = 64
 
-_ID_KEYS = (
-    ("traceId", "trace_id"),
-    ("spanId", "span_id"),
-    ("parentSpanId", "parent_span_id"),
+_ID_FIELDS = frozenset({"trace_id", "span_id", "parent_span_id"})
+_INTEGERS = frozenset(
+    {
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED32,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED32,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
 )
-_METRIC_DATA = (
-    ("gauge",),
-    ("sum",),
-    ("histogram",),
-    ("exponentialHistogram", "exponential_histogram"),
-    ("summary",),
-)
+_FLOATS = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT})
+_URLSAFE = str.maketrans("-_", "+/")
+
+# How a field's JSON value becomes a constructor argument. Strings and bools pass as they are;
+# the constructor refuses wrong types.
+_PASS, _MESSAGE, _INT, _FLOAT, _ENUM, _BYTES, _ID = range(7)
+
+#: (proto field name, conversion, repeated, sub-table for messages or names for enums)
+_Field = tuple[str, int, bool, Any]
+_TABLES: dict[str, dict[str, _Field]] = {}
 
 
-def _field(obj: Any, names: tuple[str, ...]) -> Any:
-    if isinstance(obj, dict):
-        for name in names:
-            if name in obj:
-                return obj[name]
-    return None
+def _table(descriptor: Descriptor) -> dict[str, _Field]:
+    """The conversion table of a message type, by JSON name and by proto name."""
+    table = _TABLES.get(descriptor.full_name)
+    if table is not None:
+        return table
+    table = _TABLES[descriptor.full_name] = {}  # registered first: AnyValue nests itself
+    for f in descriptor.fields:
+        extra: Any = None
+        if f.type == FieldDescriptor.TYPE_MESSAGE:
+            if f.message_type.GetOptions().map_entry:
+                continue  # OTLP has no map fields; a future one is ignored like an unknown field
+            kind, extra = _MESSAGE, _table(f.message_type)
+        elif f.type in _INTEGERS:
+            kind = _INT
+        elif f.type in _FLOATS:
+            kind = _FLOAT
+        elif f.type == FieldDescriptor.TYPE_ENUM:
+            kind, extra = _ENUM, {v.name: v.number for v in f.enum_type.values}
+        elif f.type == FieldDescriptor.TYPE_BYTES:
+            kind = _ID if f.name in _ID_FIELDS else _BYTES
+        else:
+            kind = _PASS
+        table[f.json_name] = table[f.name] = (f.name, kind, f.is_repeated, extra)
+    return table
 
 
-def _each(objs: Any, names: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """The dicts in the list field ``names`` of every dict in ``objs``; other shapes are skipped
-    here and reported by ``ParseDict``."""
-    for obj in objs:
-        items = _field(obj, names)
-        if isinstance(items, list):
-            yield from (i for i in items if isinstance(i, dict))
+# Built now, not on first use: tables are registered before they are filled (for recursive
+# types), so building them lazily could let a decode on another thread see a partial table.
+for _signal in OTLP_SIGNALS:
+    _table(_signal.request_type.DESCRIPTOR)
 
 
-def _hex_ids_to_base64(obj: dict[str, Any]) -> None:
-    for names in _ID_KEYS:
-        for name in names:
-            value = obj.get(name)
-            if isinstance(value, str):
-                try:
-                    obj[name] = base64.b64encode(bytes.fromhex(value)).decode()
-                except ValueError:
-                    obj[name] = _BAD_ID
+def _scalar(kind: int, value: Any, extra: Any) -> Any:
+    if kind == _INT:
+        return int(value) if type(value) is str else value
+    if kind == _ID:
+        try:
+            return bytes.fromhex(value)
+        except (TypeError, ValueError):
+            return BAD_ID
+    if kind == _ENUM:
+        return extra.get(value, 0) if type(value) is str else value
+    if kind == _FLOAT:
+        return float(value) if type(value) is str else value
+    if kind == _BYTES:
+        if type(value) is not str:
+            raise ValueError("bytes must be a base64 string")
+        text = value.translate(_URLSAFE)
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    return value
 
 
-def _records_with_ids(signal: OtlpSignal, doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    if signal.name == "traces":
-        scopes = _each(
-            _each([doc], ("resourceSpans", "resource_spans")), ("scopeSpans", "scope_spans")
-        )
-        for span in _each(scopes, ("spans",)):
-            yield span
-            yield from _each([span], ("links",))
-    elif signal.name == "logs":
-        scopes = _each(_each([doc], ("resourceLogs", "resource_logs")), ("scopeLogs", "scope_logs"))
-        yield from _each(scopes, ("logRecords", "log_records"))
-    else:
-        scopes = _each(
-            _each([doc], ("resourceMetrics", "resource_metrics")), ("scopeMetrics", "scope_metrics")
-        )
-        for metric in _each(scopes, ("metrics",)):
-            for kind in _METRIC_DATA:
-                data = _field(metric, kind)
-                for point in _each([data], ("dataPoints", "data_points")):
-                    yield from _each([point], ("exemplars",))
+def _arguments(obj: Any, table: dict[str, _Field], depth: int) -> dict[str, Any]:
+    """Constructor keyword arguments for one message from its JSON object."""
+    if type(obj) is not dict:
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    if depth > MAX_DEPTH:
+        raise ValueError(f"messages nest deeper than {MAX_DEPTH} levels")
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        field = table.get(key)
+        if field is None or value is None:
+            continue
+        name, kind, repeated, extra = field
+        if repeated:
+            if type(value) is not list:
+                raise ValueError(f"{key} must be a JSON array")
+            if kind == _MESSAGE:
+                out[name] = [_arguments(item, extra, depth + 1) for item in value]
+            elif kind == _PASS:
+                out[name] = value
+            else:
+                out[name] = [_scalar(kind, item, extra) for item in value]
+        elif kind == _MESSAGE:
+            out[name] = _arguments(value, extra, depth + 1)
+        elif kind == _PASS:
+            out[name] = value
+        else:
+            out[name] = _scalar(kind, value, extra)
+    return out
 
 
 def parse_json(signal: OtlpSignal, data: bytes) -> Message:
@@ -96,16 +149,12 @@ def parse_json(signal: OtlpSignal, data: bytes) -> Message:
         raise InvalidRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise InvalidRequest("an OTLP/JSON export request must be a JSON object")
-    for record in _records_with_ids(signal, doc):
-        _hex_ids_to_base64(record)
-    message = signal.request_type()
     try:
-        json_format.ParseDict(doc, message, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        return signal.request_type(**_arguments(doc, _table(signal.request_type.DESCRIPTOR), 0))
+    except (ValueError, TypeError, OverflowError, binascii.Error, RecursionError) as exc:
         raise InvalidRequest(
             f"body is not an OTLP/JSON {signal.request_type.__name__}: {exc}"
         ) from None
-    return message
 
 
 def to_json(message: Message) -> bytes:

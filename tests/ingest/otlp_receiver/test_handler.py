@@ -19,7 +19,8 @@ from emberlake.errors import (
     UnsupportedMediaType,
 )
 from emberlake.settings import KafkaSettings, ReceiverSettings, Settings
-from ingest.otlp_receiver.handler import ExportHandler, KafkaRecord
+from ingest.otlp_receiver.handler import OFFLOAD_BYTES, ExportHandler, KafkaRecord
+from ingest.otlp_receiver.otlp_json import request_to_json
 from ingest.otlp_receiver.signals import LOGS, TRACES
 from ingest.otlp_receiver.status import RETRY_INFO_KEY, STATUS_DETAILS_KEY, failure_for
 from tests.ingest.otlp_receiver.otlp_data import logs_request, spans_request
@@ -128,3 +129,13 @@ def test_unavailable_carries_retry_info() -> None:
     assert info.retry_delay.seconds == failure.retry_after
     assert error_details_pb2.RetryInfo.FromString(trailers[RETRY_INFO_KEY]) == info
     assert failure_for(InvalidRequest("x")).grpc_trailers() == ()
+
+
+def test_large_bodies_are_decoded_off_the_loop_with_the_same_result() -> None:
+    sink = RecordingSink()
+    req = spans_request(["a", "b"], spans_per_resource=800)
+    body = request_to_json(req)
+    assert len(body) > OFFLOAD_BYTES["json"]
+    decoded = asyncio.run(_handler(sink).export(TRACES, "acme", body, "json"))
+    assert [b.service for b in decoded.batches] == ["a", "b"]
+    assert sink.records[0][2] + sink.records[1][2] == req.SerializeToString()

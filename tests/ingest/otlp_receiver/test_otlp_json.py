@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from emberlake.errors import InvalidRequest
 from ingest.otlp_receiver.otlp_json import parse_json, request_to_json, to_json
-from ingest.otlp_receiver.signals import LOGS, METRICS, TRACES
+from ingest.otlp_receiver.signals import LOGS, METRICS, TRACES, OtlpSignal
 from tests.ingest.otlp_receiver.otlp_data import logs_request, metrics_request, spans_request
 
 TRACE_HEX = "5b8efff798038103d269b633813fc60c"
@@ -142,3 +145,97 @@ def test_response_json_uses_camel_case() -> None:
     doc = json.loads(to_json(TRACES.response(2, "bad ids")))
     assert doc == {"partialSuccess": {"rejectedSpans": "2", "errorMessage": "bad ids"}}
     assert json.loads(to_json(TRACES.response(0, ""))) == {}
+
+
+def _reference(signal: OtlpSignal, doc: dict[str, Any]) -> Message:
+    """What protobuf's own JSON mapping makes of a document whose ids are already bytes-free."""
+    message = signal.request_type()
+    json_format.ParseDict(doc, message, ignore_unknown_fields=True)
+    return message
+
+
+def test_agrees_with_protobuf_json_mapping_on_every_value_kind() -> None:
+    value = {
+        "kvlistValue": {
+            "values": [
+                {"key": "s", "value": {"stringValue": "x"}},
+                {"key": "b", "value": {"boolValue": True}},
+                {"key": "i", "value": {"intValue": "-9007199254740993"}},
+                {"key": "d", "value": {"doubleValue": "NaN"}},
+                {"key": "inf", "value": {"doubleValue": "-Infinity"}},
+                {"key": "raw", "value": {"bytesValue": "3q2-7w"}},
+                {"key": "std", "value": {"bytesValue": "3q2+7w=="}},
+                {"key": "a", "value": {"arrayValue": {"values": [{"intValue": 1}, {}]}}},
+                {"key": "n", "value": None},
+            ]
+        }
+    }
+    doc = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": [{"key": "k", "value": value}]},
+                "schemaUrl": "https://opentelemetry.io/schemas/1.26.0",
+                "scope_logs": [
+                    {
+                        "scope": {"name": "lib", "version": "1", "droppedAttributesCount": 2},
+                        "logRecords": [
+                            {
+                                "timeUnixNano": "1700000000000000001",
+                                "observed_time_unix_nano": 1700000000000000002,
+                                "severityNumber": "SEVERITY_NUMBER_WARN",
+                                "severityText": "WARN",
+                                "body": {"stringValue": "hello"},
+                                "flags": 1,
+                                "eventName": "e",
+                                "unknownField": [1, 2],
+                            },
+                            {"severityNumber": 17, "body": None},
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    mine = parse_json(LOGS, json.dumps(doc).encode())
+    assert str(mine) == str(_reference(LOGS, doc))  # str(): NaN != NaN
+    rec = mine.resource_logs[0].scope_logs[0].log_records[0]  # type: ignore[attr-defined]
+    assert rec.severity_number == 13 and rec.time_unix_nano == 1700000000000000001
+    raw = mine.resource_logs[0].resource.attributes[0].value.kvlist_value.values[5]  # type: ignore[attr-defined]
+    assert raw.value.bytes_value == bytes.fromhex("deadbeef")
+
+
+def test_agrees_with_protobuf_json_mapping_on_metrics() -> None:
+    req = metrics_request(["a", None])
+    doc = json_format.MessageToDict(req)  # base64 ids: compare without the hex rewrite
+    for rm in doc["resourceMetrics"]:
+        for sm in rm["scopeMetrics"]:
+            for m in sm["metrics"]:
+                for p in m.get("gauge", {}).get("dataPoints", []):
+                    for e in p.get("exemplars", []):
+                        e.pop("traceId"), e.pop("spanId")
+    assert parse_json(METRICS, json.dumps(doc).encode()) == _reference(METRICS, doc)
+
+
+@pytest.mark.parametrize(
+    ("span", "match"),
+    [
+        ({"name": 5}, "OTLP/JSON"),
+        ({"droppedAttributesCount": -1}, "OTLP/JSON"),
+        ({"startTimeUnixNano": 2**64}, "OTLP/JSON"),
+        ({"attributes": {"key": "x"}}, "must be a JSON array"),
+        ({"status": "ERROR"}, "expected a JSON object"),
+        ({"attributes": [{"key": "x", "value": {"bytesValue": "%%%"}}]}, "OTLP/JSON"),
+    ],
+)
+def test_wrong_value_types_are_invalid(span: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidRequest, match=match):
+        parse_json(TRACES, _spans_doc(**span))
+
+
+def test_deep_nesting_is_refused() -> None:
+    value: dict[str, Any] = {"stringValue": "leaf"}
+    for _ in range(200):
+        value = {"arrayValue": {"values": [value]}}
+    body = _spans_doc(attributes=[{"key": "deep", "value": value}])
+    with pytest.raises(InvalidRequest, match="nest deeper than"):
+        parse_json(TRACES, body)
