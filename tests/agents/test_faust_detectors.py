@@ -1,7 +1,8 @@
 """The detectors end to end: a real broker, the faust worker as its own process, real topics.
 
-Steady traffic opens nothing; an incident in one service opens exactly one investigation with its
-anomalies; a SIGKILL mid-stream loses no windowed state and duplicates no anomaly.
+Steady traffic sent through the OpenTelemetry SDK and the OTLP receiver opens nothing; an
+incident in one service opens exactly one investigation with its anomalies; a SIGKILL mid-stream
+loses no windowed state and duplicates no anomaly.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from agents.resources.service import ResourceService
 from agents.resources.sqlite import SQLiteResourceStore
 from emberlake.settings import AgentSettings, Settings, to_env
 from ingest.kafka import consumer_config, ensure_emberlake_topics
+from ingest.otlp_receiver import ReceiverThread
 from ingest.topics import Topics
-from tests.agents.traffic import Traffic
+from tests.agents.traffic import SdkTraffic, Traffic
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +103,14 @@ def traffic(det_settings: Settings) -> Iterator[Traffic]:
     t = Traffic(det_settings)
     yield t
     t.stop()
+
+
+@pytest.fixture
+def sdk_traffic(det_settings: Settings) -> Iterator[SdkTraffic]:
+    with ReceiverThread(det_settings) as receiver:
+        t = SdkTraffic(receiver.grpc_endpoint)
+        yield t
+        t.stop()
 
 
 def state_db(settings: Settings) -> Path:
@@ -179,9 +189,10 @@ def warmed(settings: Settings, windows: int) -> Callable[[], bool]:
     return check
 
 
-def test_incident_opens_exactly_one_investigation_and_steady_traffic_none(
-    det_settings: Settings, detector: DetectorProcess, traffic: Traffic
+def test_incident_through_the_sdk_opens_one_investigation_and_steady_traffic_none(
+    det_settings: Settings, detector: DetectorProcess, sdk_traffic: SdkTraffic
 ) -> None:
+    traffic = sdk_traffic
     detector.start()
     traffic.start()
     wait_for("warm-up", warmed(det_settings, 8), 60, detector)

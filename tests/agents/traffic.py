@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -135,3 +136,118 @@ class Traffic:
         if self._thread is not None:
             self._thread.join(15)
         self._sink.close()
+
+
+class SdkTraffic:
+    """The same steady traffic, sent through the real OpenTelemetry SDK over OTLP/gRPC.
+
+    Spans carry explicit start and end times (so latency needs no sleeping); errors record an
+    exception event as instrumented code does; every request also emits a log record.
+    """
+
+    def __init__(
+        self,
+        grpc_endpoint: str,
+        services: tuple[str, ...] = ("checkout", "payments"),
+        requests_per_tick: int = 6,
+        seed: int = 2,
+    ):
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        self.services = services
+        self.requests_per_tick = requests_per_tick
+        self.incident: set[str] = set()
+        self._rng = random.Random(seed)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._providers: list[Any] = []
+        self._tracers: dict[str, Any] = {}
+        self._loggers: dict[str, Any] = {}
+        for service in services:
+            resource = Resource.create({"service.name": service})
+            tp = TracerProvider(resource=resource)
+            tp.add_span_processor(
+                BatchSpanProcessor(
+                    OTLPSpanExporter(endpoint=grpc_endpoint, insecure=True, timeout=10),
+                    schedule_delay_millis=100,
+                )
+            )
+            lp = LoggerProvider(resource=resource)
+            lp.add_log_record_processor(
+                BatchLogRecordProcessor(
+                    OTLPLogExporter(endpoint=grpc_endpoint, insecure=True, timeout=10),
+                    schedule_delay_millis=100,
+                )
+            )
+            self._providers += [tp, lp]
+            self._tracers[service] = tp.get_tracer("emberlake.tests")
+            self._loggers[service] = lp.get_logger("emberlake.tests")
+
+    def _tick(self, t_ns: int) -> None:
+        from opentelemetry._logs import LogRecord, SeverityNumber
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        for service in self.services:
+            bad = service in self.incident
+            for i in range(self.requests_per_tick):
+                end = t_ns + i * int(TICK * 1e9) // self.requests_per_tick
+                latency_ms = (300.0 if bad else 30.0) * self._rng.lognormvariate(0, 0.15)
+                error = self._rng.random() < (0.4 if bad else 0.01)
+                span = self._tracers[service].start_span(
+                    "POST /order", kind=SpanKind.SERVER, start_time=end - int(latency_ms * 1e6)
+                )
+                exc: Exception = (
+                    TimeoutError(f"query on table orders took {self._rng.randint(3000, 9000)} ms")
+                    if bad
+                    else ConnectionResetError(f"peer 10.0.0.{self._rng.randint(1, 254)} reset")
+                )
+                if error:
+                    span.record_exception(exc, timestamp=end)
+                    span.set_status(Status(StatusCode.ERROR, str(exc)))
+                ctx = span.get_span_context()
+                span.end(end_time=end)
+                attributes = (
+                    {"exception.type": type(exc).__name__, "exception.message": str(exc)}
+                    if error
+                    else {}
+                )
+                self._loggers[service].emit(
+                    LogRecord(
+                        timestamp=end,
+                        trace_id=ctx.trace_id,
+                        span_id=ctx.span_id,
+                        severity_number=SeverityNumber.ERROR if error else SeverityNumber.INFO,
+                        severity_text="ERROR" if error else "INFO",
+                        body=str(exc) if error else "order placed",
+                        attributes=attributes,
+                    )
+                )
+
+    def _run(self) -> None:
+        t_ns = time.time_ns()
+        while not self._stop.is_set():
+            self._tick(t_ns)
+            t_ns += int(TICK * 1e9)
+            ahead = t_ns / 1e9 - time.time()
+            if ahead > 0:
+                self._stop.wait(ahead)
+
+    def start(self) -> SdkTraffic:
+        self._thread = threading.Thread(target=self._run, name="sdk-traffic", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(15)
+            self._thread = None
+        for provider in self._providers:
+            provider.shutdown()
+        self._providers = []
