@@ -39,6 +39,10 @@ class UnsupportedMediaType(InvalidRequest):
     """An OTLP/HTTP request uses a content type or content encoding the receiver cannot read."""
 
 
+class ReceiverUnavailable(EmberlakeError):
+    """The OTLP receiver could not be reached by a client such as ``emberlake demo``."""
+
+
 class TenantError(EmberlakeError):
     """A tenant name is invalid or the caller may not act for that tenant."""
 
