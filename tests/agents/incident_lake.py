@@ -14,7 +14,6 @@ import asyncio
 import datetime as dt
 import hashlib
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from aiohttp import web
 from agents.resources.client import ResourceClient
 from agents.resources.http import routes
 from agents.resources.store import open_store
-from emberlake.settings import Settings
+from emberlake.settings import Settings, to_env
 from emberlake.tenancy import Authenticator
 from lake.catalog import open_catalog
 from lake.tables import arrow_schema_for, ensure_table
@@ -133,12 +132,13 @@ def write_spans(settings: Settings, tenant: str, rows: list[dict[str, Any]]) -> 
 class ApiServer:
     """Query daemon plus resource API on settings.queryd.port, in this process.
 
-    ``query_delay`` slows every SQL request down, so a test can kill a worker in mid-step.
+    ``delay`` slows every SQL request and every resource write down, so a test can kill a
+    worker in mid-step; ``requests`` records (method, path) of each as it arrives.
     """
 
     settings: Settings
-    query_delay: float = 0.0
-    queries: list[float] = field(default_factory=list)
+    delay: float = 0.0
+    requests: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -154,9 +154,9 @@ class ApiServer:
 
         @web.middleware
         async def slow(request: web.Request, handler: Any) -> web.StreamResponse:
-            if request.path == "/v1/query":
-                self.queries.append(time.monotonic())
-                await asyncio.sleep(self.query_delay)
+            self.requests.append((request.method, request.path))
+            if request.path == "/v1/query" or request.method in ("POST", "PATCH"):
+                await asyncio.sleep(self.delay)
             return await handler(request)
 
         app = create_app(self.settings)
@@ -235,3 +235,71 @@ def incident(
     with ApiServer(settings, **api) as server:
         open_investigation(server.url, tenant)
         yield server
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    """The environment of an ``emberlake`` child process with these settings and nothing else."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBERLAKE_", "ANTHROPIC_"))}
+    env.update(to_env(settings))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """``emberlake agents`` as a child process, killable at any moment."""
+
+    settings: Settings
+    log_path: Any
+    proc: Any = None
+
+    def start(self) -> WorkerProcess:
+        import subprocess
+        import sys
+
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until it dies
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "emberlake.cli", "agents"],
+            env=env_for(self.settings),
+            cwd=str(self.settings.data_path.parent),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        return self
+
+    def kill(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> int:
+        import signal
+
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return int(self.proc.wait(timeout=30))
+
+    def logs(self) -> str:
+        from pathlib import Path
+
+        return Path(self.log_path).read_text(errors="replace")[-5000:]
+
+
+def wait_until(check: Any, timeout: float, what: str, logs: Any = None) -> Any:
+    """Poll ``check`` until it returns something true; fail with ``what`` (and logs) if not."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}\n{logs() if logs else ''}")
