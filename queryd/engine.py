@@ -227,7 +227,12 @@ class DuckDBEngine:
         con = self.databases.open()
         try:
             files: list[str] = []
+            registered: set[str] = set()
             for scan in scans:
+                for protocol, filesystem in scan.filesystems.items():
+                    if protocol not in registered:
+                        con.register_filesystem(filesystem)
+                        registered.add(protocol)
                 con.execute(view_sql(scan))
                 files.extend(scan.files)
             allowed = ", ".join(quote_literal(path) for path in files)

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
 
+from fsspec.implementations.arrow import ArrowFSWrapper
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 
@@ -36,6 +41,8 @@ class TableScan:
     snapshot_id: int | None
     schema: Schema
     files: tuple[str, ...]
+    #: fsspec file systems DuckDB must be given to read remote files (s3://...), by protocol.
+    filesystems: Mapping[str, Any] = field(default_factory=dict)
 
 
 class IcebergScanPlanner:
@@ -47,6 +54,7 @@ class IcebergScanPlanner:
         self._cache_entries = cache_entries
         self._lock = threading.Lock()
         self.plans_computed = 0
+        self._remote: dict[tuple[str, str], Any] = {}
 
     def table_names(self, tenant: str) -> list[str]:
         """Bare names of the tenant's tables (its namespace's tables), sorted."""
@@ -77,7 +85,33 @@ class IcebergScanPlanner:
             snapshot_id=None if snapshot is None else snapshot.snapshot_id,
             schema=table.schema(),
             files=files,
+            filesystems=self._filesystems(table, files),
         )
+
+    def _filesystems(self, table: Table, files: tuple[str, ...]) -> dict[str, Any]:
+        """The object stores the files live in, as fsspec file systems DuckDB can read through.
+
+        DuckDB 2.0 has no httpfs extension we can install, so remote files are read through the
+        table's own pyarrow file system (configured from the catalog's ``s3.*`` properties).
+        """
+        out: dict[str, Any] = {}
+        for location in files:
+            parsed = urlparse(location)
+            if parsed.scheme in ("", "file") or parsed.scheme in out:
+                continue
+            if not isinstance(table.io, PyArrowFileIO):
+                raise LakeError(
+                    f"cannot read {parsed.scheme}:// files with {type(table.io).__name__}; "
+                    "use pyiceberg's PyArrowFileIO (the default) for the catalog"
+                )
+            key = (parsed.scheme, parsed.netloc)
+            with self._lock:
+                wrapped = self._remote.get(key)
+                if wrapped is None:
+                    wrapped = ArrowFSWrapper(table.io.fs_by_scheme(parsed.scheme, parsed.netloc))
+                    self._remote[key] = wrapped
+            out[parsed.scheme] = wrapped
+        return out
 
     def _files(self, identifier: str, snapshot_id: int, table: Table) -> tuple[str, ...]:
         key = (identifier, snapshot_id)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -13,7 +15,8 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.types import StringType
 
 from emberlake.errors import InvalidSQL, NotFound, QueryRejected, QueryTimeout
-from emberlake.settings import Settings
+from emberlake.settings import LakeSettings, Settings
+from lake.catalog import open_catalog
 from queryd.engine import DuckDBEngine
 from queryd.guard import CheckedQuery, check_query
 from tests.queryd.lakedata import (
@@ -242,3 +245,36 @@ def test_the_lake_writers_own_tables_are_queryable_and_described(
         assert [c["type"] for c in described["columns"]] == [c.type for c in result.columns]
         assert all(c["doc"] for c in described["columns"]), name
     assert engine.planner.table_names("acme") == sorted((*SIGNAL_TABLES, DEAD_LETTERS))
+
+
+def test_object_store_warehouse_is_read_through_the_tables_file_io(
+    qsettings: Settings, s3_server: Any
+) -> None:
+    bucket = f"lake{uuid.uuid4().hex[:8]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    settings = dataclasses.replace(
+        qsettings,
+        lake=LakeSettings(
+            warehouse=f"s3://{bucket}/warehouse",
+            catalog_properties=s3_server.catalog_properties(),
+        ),
+    )
+    catalog = open_catalog(settings)
+    a, b = create_tables(catalog, "tenant_a"), create_tables(catalog, "tenant_b")
+    append(a["spans"], span_rows(6, "a-service"))
+    append(b["spans"], span_rows(4, "b-service"))
+    engine = DuckDBEngine(settings)
+    try:
+        result = engine.query(
+            "tenant_a", "SELECT service_name, count(*) AS n FROM spans GROUP BY 1"
+        )
+        assert result.table.to_pylist() == [{"service_name": "a-service", "n": 6}]
+        b_file = engine.planner.scan("tenant_b", "spans").files[0]
+        assert b_file.startswith(f"s3://{bucket}/")
+        sneaky = CheckedQuery(
+            sql=f"SELECT * FROM read_parquet('{b_file}')", tables=("spans",), tree={}
+        )
+        with pytest.raises(QueryRejected, match="outside your tables"):
+            engine.run("tenant_a", sneaky)
+    finally:
+        engine.close()
