@@ -13,7 +13,8 @@ Three ways in:
   :attr:`Attributes.map_array` as the map column, so the protos are walked once);
 - :meth:`Attributes.from_pairs`: keys and ``(kind, value)`` pairs per row.
 
-Within a row a repeated key keeps every value in the map; a typed column takes the last one.
+Within a row a repeated key keeps every value in the map; a typed column takes the last one
+(and stays null if that one does not fit its type).
 
 Per-resource attributes repeat over many rows: build them once per resource and :meth:`take`
 them to the batch's rows; inference then works on the distinct rows only.

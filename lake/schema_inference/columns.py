@@ -88,6 +88,9 @@ def _typed_base(
     nonempty_rows = rows[kinds != CODE_EMPTY]
 
     ok = _accepted(kinds, column_type)
+    if len(rows) > 1:
+        # Within a row a repeated key keeps only its last value (rows ascend with positions).
+        ok[:-1] &= rows[1:] != rows[:-1]
     if not ok.all():
         rows, kinds = rows[ok], kinds[ok]
         texts = texts.filter(pa.array(ok))
@@ -98,14 +101,6 @@ def _typed_base(
         if not exact.all():
             rows = rows[exact]
             values = values.filter(pa.array(exact))
-    if len(rows) > 1:
-        # Within a row a repeated key keeps its last value (rows ascend with positions).
-        last = np.empty(len(rows), dtype=bool)
-        last[:-1] = rows[1:] != rows[:-1]
-        last[-1] = True
-        if not last.all():
-            rows = rows[last]
-            values = values.filter(pa.array(last))
     if len(rows) == n_rows:
         return values, nonempty_rows  # every row has exactly one value, in row order
     index = np.full(n_rows, -1, dtype=np.int64)

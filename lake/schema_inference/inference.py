@@ -57,15 +57,16 @@ def infer_batch(
 ) -> InferenceResult:
     """Observe a batch's attributes (by scope), decide promotions and build the typed columns.
 
-    ``schema`` is the table's current schema; without it every promoted column is listed as an
-    :class:`AddColumn` (for a table that does not exist yet).
+    ``schema`` is the table's current schema; pass it whenever there is a table, so the changes
+    are exactly what it lacks. Without it, the changes are the columns this batch added.
     """
     observe(state, policy, batch, timestamp_us)
     decisions = decide(state, policy, schema)
     if schema is not None:
         changes = schema_changes(schema, decisions)
     else:
-        changes = [AddColumn(c.name, c.type, c.doc) for c in decisions.columns]
+        added = set(decisions.added)
+        changes = [AddColumn(c.name, c.type, c.doc) for c in decisions.columns if c.name in added]
     columns = build_columns(state, decisions, batch, timestamp_us)
     return InferenceResult(decisions, changes, columns)
 
