@@ -18,6 +18,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
@@ -37,6 +38,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from emberlake.errors import ReceiverUnavailable
 
 #: service -> version
 SERVICES = {"frontend": "2.3.1", "checkout": "1.8.0", "payments": "3.0.2", "inventory": "1.2.5"}
@@ -363,6 +366,19 @@ class Shop:
         return self.report
 
 
+def wait_for_receiver(endpoint: str, timeout: float = 5.0) -> None:
+    """Fail fast, with a useful message, when nothing answers OTLP/gRPC at ``endpoint``."""
+    target = endpoint.split("://", 1)[-1]
+    with grpc.insecure_channel(target) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise ReceiverUnavailable(
+                f"no OTLP/gRPC receiver answers at {target} after {timeout:.0f}s: start one with"
+                " `emberlake up` (or `emberlake receiver`), or pass --endpoint"
+            ) from None
+
+
 def run_demo(
     endpoint: str,
     *,
@@ -374,6 +390,7 @@ def run_demo(
     seed: int | None = None,
 ) -> DemoReport:
     """Send shop telemetry to an OTLP/gRPC endpoint for ``seconds`` or until ``traces`` sent."""
+    wait_for_receiver(endpoint)
     headers: dict[str, str] = {}
     if tenant:
         headers["x-emberlake-tenant"] = tenant

@@ -15,12 +15,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from emberlake.cli import cli
+from emberlake.errors import ReceiverUnavailable
+from emberlake.local import free_port
 from emberlake.settings import Settings
-from ingest.demo import SERVICES, run_demo
+from ingest.demo import SERVICES, run_demo, wait_for_receiver
 from ingest.otlp_receiver import ReceiverThread
 from tests.ingest.harness import read_records
-
-pytestmark = pytest.mark.integration
 
 
 def _spans(settings: Settings, count: int) -> list[tuple[str, Any]]:
@@ -33,6 +33,7 @@ def _spans(settings: Settings, count: int) -> list[tuple[str, Any]]:
     return out
 
 
+@pytest.mark.integration
 def test_demo_sends_connected_traces_logs_and_metrics(
     receiver: ReceiverThread, settings: Settings
 ) -> None:
@@ -101,6 +102,7 @@ def test_demo_sends_connected_traces_logs_and_metrics(
     }
 
 
+@pytest.mark.integration
 def test_demo_command_prints_a_json_report(receiver: ReceiverThread) -> None:
     result = CliRunner().invoke(
         cli,
@@ -110,3 +112,8 @@ def test_demo_command_prints_a_json_report(receiver: ReceiverThread) -> None:
     report = json.loads(result.output)
     assert report["ok"] is True and report["traces"] == 5
     assert report["spans_acked"] >= 5 * 4
+
+
+def test_demo_fails_fast_without_a_receiver() -> None:
+    with pytest.raises(ReceiverUnavailable, match="no OTLP/gRPC receiver answers"):
+        wait_for_receiver(f"127.0.0.1:{free_port()}", timeout=0.5)

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import format_trace_id
 
+from emberlake.errors import ConfigError
 from emberlake.settings import Settings
 from ingest.otlp_receiver import ReceiverThread
 from ingest.otlp_receiver.signals import LOGS, TRACES
@@ -217,3 +218,13 @@ def test_bearer_tokens_choose_the_tenant(settings: Settings) -> None:
     finally:
         receiver.stop()
     assert [r.key for r in read_records(settings, "spans", count=1)] == [b"acme/a"]
+
+
+def test_ports_in_use_are_a_clear_error(receiver: ReceiverThread, settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="EMBERLAKE_RECEIVER_GRPC_PORT"):
+        ReceiverThread(settings).start()
+    other_grpc = dataclasses.replace(settings.receiver, grpc_port=0)
+    with pytest.raises(ConfigError, match="EMBERLAKE_RECEIVER_HTTP_PORT"):
+        ReceiverThread(settings.replace(receiver=other_grpc)).start()
+    body = spans_request(["still-serving"]).SerializeToString()
+    assert grpc_export(receiver.grpc_endpoint, TRACES, body).code == grpc.StatusCode.OK
