@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
 import signal
@@ -138,7 +139,7 @@ def pure_costs(spans: int) -> None:
     bad = bad_req.SerializeToString()
     as_json = request_to_json(build_request(spans))
     print(f"decode + validate + split, {spans} spans per request ({len(one) / spans:.0f} B/span)")
-    rows = [
+    rows: list[tuple[str, Callable[[], Any], bytes | None]] = [
         ("1 service, forwarded untouched", lambda: decode_export(TRACES, one), one),
         ("4 services, sliced", lambda: decode_export(TRACES, four), four),
         ("1 bad span, entry re-encoded", lambda: decode_export(TRACES, bad), bad),
@@ -148,7 +149,7 @@ def pure_costs(spans: int) -> None:
         us = _per_span_us(fn, spans)
         line = f"  {label:<32} {us:6.2f} us/span  {1e6 / us:>10,.0f} spans per CPU-second"
         if raw is not None:
-            base = _per_span_us(lambda raw=raw: _baseline(raw), spans)
+            base = _per_span_us(functools.partial(_baseline, raw), spans)
             line += f"   baseline parse+re-serialize {base:5.2f} us/span ({base / us:.1f}x)"
         print(line, flush=True)
 
