@@ -199,22 +199,21 @@ class DuckDBEngine:
         seconds = cfg.timeout_seconds if timeout is None else timeout
         started = time.perf_counter()
         scans = [self.planner.scan(tenant, name) for name in checked.tables]
-        con = self._connect(scans)
-        timer = threading.Timer(seconds, _interrupt, [con])
-        timer.daemon = True
-        timer.start()
         try:
-            columns, table, truncated = _fetch(con, checked.sql, limit)
-        except duckdb.InterruptException:
-            raise QueryTimeout(
-                f"query ran longer than {seconds:g}s and was cancelled;"
-                " narrow the time range, filter more, or aggregate"
-            ) from None
-        except duckdb.Error as exc:
-            raise _translate(exc) from None
-        finally:
-            timer.cancel()
-            self.databases.discard(con)
+            columns, table, truncated = self._execute(scans, checked.sql, limit, seconds)
+        except duckdb.IOException as exc:
+            # A file of the planned snapshot may have been removed once a newer snapshot
+            # replaced it (compaction, then expiry and orphan removal): plan again, once.
+            fresh = [self.planner.scan(tenant, name) for name in checked.tables]
+            if [s.snapshot_id for s in fresh] == [s.snapshot_id for s in scans]:
+                raise _translate(exc) from None
+            log.info("data files changed under a query; retrying on the newer snapshots")
+            scans = fresh
+            remaining = max(0.1, seconds - (time.perf_counter() - started))
+            try:
+                columns, table, truncated = self._execute(scans, checked.sql, limit, remaining)
+            except duckdb.IOException as again:
+                raise _translate(again) from None
         return QueryResult(
             columns=columns,
             table=table,
@@ -222,6 +221,29 @@ class DuckDBEngine:
             elapsed_ms=(time.perf_counter() - started) * 1000.0,
             snapshots={s.name: s.snapshot_id for s in scans},
         )
+
+    def _execute(
+        self, scans: list[TableScan], sql: str, limit: int, seconds: float
+    ) -> tuple[tuple[Column, ...], pa.Table, bool]:
+        """One attempt: DuckDB errors become emberlake errors, except I/O errors (retried)."""
+        con = self._connect(scans)
+        timer = threading.Timer(seconds, _interrupt, [con])
+        timer.daemon = True
+        timer.start()
+        try:
+            return _fetch(con, sql, limit)
+        except duckdb.InterruptException:
+            raise QueryTimeout(
+                f"query ran longer than {seconds:g}s and was cancelled;"
+                " narrow the time range, filter more, or aggregate"
+            ) from None
+        except duckdb.IOException:
+            raise
+        except duckdb.Error as exc:
+            raise _translate(exc) from None
+        finally:
+            timer.cancel()
+            self.databases.discard(con)
 
     def _connect(self, scans: list[TableScan]) -> duckdb.DuckDBPyConnection:
         con = self.databases.open()
@@ -285,6 +307,11 @@ def _translate(exc: duckdb.Error) -> Exception:
         return QueryRejected(f"the query reached outside your tables: {message.splitlines()[0]}")
     if isinstance(exc, _INVALID):
         return InvalidSQL(message)
+    if isinstance(exc, duckdb.IOException):
+        return QueryError(
+            f"could not read the table's data files ({message.splitlines()[0]}); retry, and if"
+            " it persists check the warehouse"
+        )
     if isinstance(exc, duckdb.OutOfMemoryException):
         return QueryError(f"query needed more memory than the limit allows: {message}")
     log.warning("query failed: %s", message)

@@ -7,6 +7,7 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -14,7 +15,7 @@ import pytest
 from pyiceberg.catalog import Catalog
 from pyiceberg.types import StringType
 
-from emberlake.errors import InvalidSQL, NotFound, QueryRejected, QueryTimeout
+from emberlake.errors import InvalidSQL, NotFound, QueryError, QueryRejected, QueryTimeout
 from emberlake.settings import LakeSettings, Settings
 from lake.catalog import open_catalog
 from queryd.engine import DuckDBEngine
@@ -278,3 +279,28 @@ def test_object_store_warehouse_is_read_through_the_tables_file_io(
             engine.run("tenant_a", sneaky)
     finally:
         engine.close()
+
+
+def test_a_vanished_file_is_retried_on_the_newer_snapshot(
+    catalog: Catalog, engine: DuckDBEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs = append(create_tables(catalog, "acme")["logs"], log_rows(["old"]))
+    stale = engine.planner.scan("acme", "logs")
+    logs.overwrite(log_rows(["new", "newer"]))
+    Path(stale.files[0]).unlink()  # as orphan removal would, once no snapshot needs it
+    real_scan = engine.planner.scan
+    calls: list[str] = []
+
+    def scan_once_stale(tenant: str, name: str) -> Any:
+        calls.append(name)
+        return stale if len(calls) == 1 else real_scan(tenant, name)
+
+    monkeypatch.setattr(engine.planner, "scan", scan_once_stale)
+    result = engine.query("acme", "SELECT body FROM logs ORDER BY body")
+    assert result.table.column("body").to_pylist() == ["new", "newer"]
+    assert len(calls) == 2
+
+    # Same snapshot and still missing: a plain error, not a loop.
+    monkeypatch.setattr(engine.planner, "scan", lambda tenant, name: stale)
+    with pytest.raises(QueryError, match="could not read the table's data files"):
+        engine.query("acme", "SELECT body FROM logs")
