@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 class Receiver:
     """Both OTLP servers over one export handler and one Kafka producer."""
 
-    def __init__(self, settings: Settings, sink: Sink | None = None, grace: float = 10.0):
+    def __init__(self, settings: Settings, sink: Sink | None = None, grace: float = 8.0):
+        """``grace``: seconds requests in flight get to finish when stopping. The producer then
+        gets up to 5 s more to deliver what cancelled requests left behind (their clients were
+        not answered OK, so they retry): within the 15 s the supervisor waits."""
         self.settings = settings
         self.grace = grace
         self._sink = sink
@@ -73,7 +76,7 @@ class Receiver:
         self._grpc = self._http = None
         if self._owns_sink and isinstance(self._sink, KafkaSink):
             sink, self._sink = self._sink, None
-            await asyncio.to_thread(sink.close, self.grace)
+            await asyncio.to_thread(sink.close, min(self.grace, 5.0))
         log.info("receiver stopped")
 
     async def __aenter__(self) -> Receiver:
