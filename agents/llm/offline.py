@@ -187,7 +187,10 @@ class OfflineInvestigator:
 
 def follow(service: str, r: Reading) -> Chain:
     """Walk the results so far from the affected service downstream."""
-    services, healths, downs, hops = [service], [], [], []
+    services = [service]
+    healths: list[Health] = []
+    downs: list[tuple[Downstream, ...]] = []
+    hops: list[Downstream] = []
     for depth in range(MAX_HOPS + 1):
         if f"health_{depth}" not in r.calls:
             return Chain(tuple(services), tuple(healths), tuple(downs), tuple(hops), services[-1])
