@@ -13,10 +13,19 @@ promoted and its values stay in the attributes map.
 2. **Growing families** (:func:`templates`). Split a key at ``.``, ``/`` and ``:`` into
    segments; each key of two or more segments belongs to one template per segment, with that
    segment replaced by ``*`` (``user.alice.clicks`` -> ``*.alice.clicks``, ``user.*.clicks``,
-   ``user.alice.*``). When a template gathers more distinct keys than the policy's
-   ``family_max_keys`` (default 32, well above the widest fixed family in the OpenTelemetry
-   semantic conventions), it is marked unbounded: its keys are no longer tracked or promoted.
-   Keys promoted before stay promoted, since columns are never dropped.
+   ``user.alice.*``). A template is an unbounded family when both hold:
+
+   - it gathered more distinct keys than the policy's ``family_max_keys`` (default 32, above
+     the widest fixed family in the OpenTelemetry semantic conventions), and
+   - rows carry fewer than ``family_keys_per_row`` (default 2) of its keys on average, counted
+     since the family's first key appeared.
+
+   The second condition tells data in keys (each row names one user, one item: a new key per
+   value) from wide events (``app.*`` with a hundred fields, most rows carrying dozens of
+   them), whose most frequent fields deserve columns. Once flagged, the family's keys are no
+   longer tracked or promoted; keys promoted before stay promoted, since columns are never
+   dropped. A large family that rows carry sparsely but that stopped growing is still flagged:
+   the rule cannot see the future, and its values stay queryable in the map.
 """
 
 from __future__ import annotations

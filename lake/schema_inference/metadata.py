@@ -81,7 +81,7 @@ def column_metadata(state: InferenceState) -> dict[str, Any]:
             "scope": scope.value,
             "family": template,
             "kind": "grown" if fam.grown else "id-like",
-            "approx_keys": round(fam.keys.estimate()),
+            "approx_keys": fam.distinct_keys(),
             "values": fam.values,
             "examples": fam.examples,
             "first_seen_us": fam.first_seen_us,

@@ -41,6 +41,7 @@ def observe(
     scoped = {Scope(scope): attrs for scope, attrs in batch.items()}
     n_rows = batch_rows(scoped)
     batch_index = state.batches + 1
+    joined: set[KeyId] = set()  # templates that gained a member in this batch
     for scope in sorted(scoped, key=SCOPE_ORDER.__getitem__):
         counts = scoped[scope].kind_counts()
         for key in sorted(counts):
@@ -54,22 +55,29 @@ def observe(
                 stats = KeyStats(
                     rows_before=state.rows, first_seen_us=timestamp_us, last_seen_us=timestamp_us
                 )
-                for family in state.track(scope, key, stats):
-                    members = state.family_members(family)
-                    known = state.families.get(family)
-                    grown = known is not None and known.grown
-                    if not grown and len(members) > policy.family_max_keys:
-                        _flag_grown(state, family, timestamp_us)
-                if (scope, key) not in state.keys:
-                    family = unbounded_family(state, scope, key)
-                    assert family is not None
-                    _count_family(state, family, key, sum(kind_counts.values()), timestamp_us)
-                    continue
+                joined.update(state.track(scope, key, stats))
             stats.add(kind_counts, batch_index, timestamp_us)
     state.rows += n_rows
     state.batches = batch_index
+    # Judged after counting, so a family's first batch already shows how rows carry it.
+    for family in sorted(joined):
+        known = state.families.get(family)
+        if known is not None and known.grown:
+            continue
+        members = state.family_members(family)
+        if len(members) > policy.family_max_keys and (
+            _keys_per_row(state, family[0], members) < policy.family_keys_per_row
+        ):
+            _flag_grown(state, family, timestamp_us)
     _evict(state, policy)
     return state
+
+
+def _keys_per_row(state: InferenceState, scope: Scope, members: set[str]) -> float:
+    """How many of the family's keys a row carries on average, since the family appeared."""
+    stats = [state.keys[(scope, key)] for key in members if (scope, key) in state.keys]
+    rows = state.rows - min(s.rows_before for s in stats)
+    return sum(s.present for s in stats) / rows if rows > 0 else 0.0
 
 
 def unbounded_family(state: InferenceState, scope: Scope, key: str) -> KeyId | None:

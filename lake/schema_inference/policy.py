@@ -85,8 +85,10 @@ class PromotionPolicy:
     min_fraction: float = 0.01
     min_batches: int = 2
     type_noise_fraction: float = 0.01
-    #: Distinct keys a single-wildcard template may gather before it counts as unbounded.
+    #: A single-wildcard template with more distinct keys than this, of which rows carry fewer
+    #: than ``family_keys_per_row`` on average, is an unbounded family (see ``families``).
     family_max_keys: int = 32
+    family_keys_per_row: float = 2.0
     #: Keys tracked one by one; beyond this the least recently seen unpromoted ones are dropped.
     max_tracked_keys: int = 512
     exclude: frozenset[KeyId] = field(default=DEFAULT_EXCLUDE)

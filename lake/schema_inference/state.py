@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from emberlake.errors import SchemaInferenceError
 from lake.schema_inference import families
 from lake.schema_inference.naming import Scope
 from lake.schema_inference.sketch import DistinctSketch
@@ -92,15 +93,31 @@ class FamilyStats:
     examples: list[str] = field(default_factory=list)
     keys: DistinctSketch = field(default_factory=lambda: DistinctSketch(FAMILY_SKETCH_PRECISION))
 
+    #: Keys not yet hashed into ``keys``: sketched in bulk, as there can be thousands a batch.
+    pending: list[str] = field(default_factory=list, repr=False, compare=False)
+
     def add(self, key: str, count: int, timestamp_us: int) -> None:
         self.values += count
-        self.keys.add(key)
+        self.pending.append(key)
+        if len(self.pending) >= 10_000:
+            self.flush()
         if len(self.examples) < MAX_FAMILY_EXAMPLES and key not in self.examples:
             self.examples.append(key)
         self.first_seen_us = min(self.first_seen_us, timestamp_us)
         self.last_seen_us = max(self.last_seen_us, timestamp_us)
 
+    def distinct_keys(self) -> int:
+        """Approximate number of distinct keys seen in the family."""
+        self.flush()
+        return round(self.keys.estimate())
+
+    def flush(self) -> None:
+        if self.pending:
+            self.keys.update_texts(self.pending)
+            self.pending.clear()
+
     def to_json(self) -> list[Any]:
+        self.flush()
         return [
             self.first_seen_us,
             self.last_seen_us,
@@ -243,4 +260,10 @@ class InferenceState:
         """Rebuild a state from :meth:`to_json`; empty or ``None`` gives a fresh state."""
         if not text:
             return cls()
-        return cls.from_dict(json.loads(text))
+        try:
+            return cls.from_dict(json.loads(text))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SchemaInferenceError(
+                f"stored schema inference state is unreadable ({exc!r}); remove the table "
+                "property to start afresh: promoted columns are re-adopted from the schema"
+            ) from None

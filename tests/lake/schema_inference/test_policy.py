@@ -212,3 +212,19 @@ def test_decide_adopts_columns_of_the_schema() -> None:
     assert result.columns["attr_x"].to_pylist() == ["s"] * 10
     # x_y sanitises to attr_x_y, which is free; nothing adopted is added again.
     assert [c.name for c in result.changes] == ["attr_x_y"]
+
+
+def test_wide_events_are_not_mistaken_for_an_unbounded_family() -> None:
+    # 80 fields under app.*, most rows carrying dozens of them: a schema, not data in keys.
+    policy = PromotionPolicy(max_columns=10, min_rows=5, min_batches=1)
+    state = InferenceState()
+    fields = [
+        f"app.{a}{b}" for a in ("cart", "user", "plan", "geo") for b in "abcdefghijklmnopqrst"
+    ]
+    for ts in range(2):
+        keys = [fields[: 40 + i % 40] for i in range(50)]  # the first 40 fields are on every row
+        values = [[("int", 1)] * len(row) for row in keys]
+        result = infer_batch(state, policy, {"record": Attributes.from_pairs(keys, values)}, ts)
+    assert column_metadata(state)["unbounded_key_families"] == []
+    names = [c.name for c in result.decisions.columns]
+    assert names == [f"attr_app_cart{b}" for b in "abcdefghij"]

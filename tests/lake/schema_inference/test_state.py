@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
+from emberlake.errors import SchemaInferenceError
 from lake.schema_inference import (
     Attributes,
     InferenceState,
@@ -108,3 +111,10 @@ def test_column_statistics() -> None:
     text = column_stats_json(state)
     assert len(text) < 2_000
     json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+
+def test_unreadable_state_says_what_to_do() -> None:
+    assert InferenceState.from_json(None).rows == 0
+    for bad in ("{", '{"v": 99}', '{"v": 1}'):
+        with pytest.raises(SchemaInferenceError, match="remove the table property"):
+            InferenceState.from_json(bad)
