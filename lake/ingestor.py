@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -34,6 +35,9 @@ from lake.offsets import CheckpointStore, TopicPartition, offset_property
 from lake.writer import IcebergWriter, TableAppend
 
 log = logging.getLogger(__name__)
+
+#: Records fetched per poll; a record holds a whole export request (often hundreds of rows).
+POLL_RECORDS = 64
 
 #: A step applied to each table's rows before the commit (e.g. adding promoted columns).
 RowsHook = Callable[[TableRef, pa.Table], pa.Table]
@@ -151,6 +155,8 @@ class LakeIngestor:
         self.assigned: set[TopicPartition] = set()
         self.committed_rows = 0
         self.commits = 0
+        #: seconds spent per stage (consume, flatten, arrow, write, commit, checkpoint)
+        self.timings: Counter[str] = Counter()
 
     # -- rebalance -------------------------------------------------------------------------
     def _on_assign(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
@@ -195,10 +201,14 @@ class LakeIngestor:
         lake = self.settings.lake
         if self.batch.started is not None:
             timeout = max(0.0, min(timeout, lake.batch_max_seconds - self.batch.age()))
-        room = max(1, min(10_000, lake.batch_max_rows - self.batch.rows))
-        records = self.source.poll(room, timeout)
+        # Few records per poll (each holds hundreds of rows) so a batch ends near its row limit.
+        started = time.perf_counter()
+        records = self.source.poll(POLL_RECORDS, timeout)
+        polled = time.perf_counter()
         for record in records:
             self.batch.add(record, self._committed)
+        self.timings["consume"] += polled - started
+        self.timings["flatten"] += time.perf_counter() - polled
         if self.batch.records and (
             self.batch.rows >= lake.batch_max_rows or self.batch.age() >= lake.batch_max_seconds
         ):
@@ -232,17 +242,22 @@ class LakeIngestor:
             for ref, table in batch.tables.items():
                 if table.columns.rows == 0 or not table.partitions:
                     continue
-                self._commit_table(ref, table.columns.to_arrow(), table.partitions, batch)
+                started = time.perf_counter()
+                rows = table.columns.to_arrow()
+                self.timings["arrow"] += time.perf_counter() - started
+                self._commit_table(ref, rows, table.partitions, batch)
         except (CommitConflict, LakeError) as exc:
             log.warning("batch dropped (%s); resuming assigned partitions from checkpoints", exc)
             self._rewind()
             return
         ends = {tp: end for tp, end in batch.ends.items() if tp in self.assigned}
+        started = time.perf_counter()
         try:
             self.checkpoints.save(ends)
         except Exception as exc:  # only costs re-reading (and skipping) after a restart
             log.warning("could not save checkpoints: %s", exc)
         self.source.commit(ends)
+        self.timings["checkpoint"] += time.perf_counter() - started
         log.debug(
             "batch: %d records, %d rows, %d skipped", batch.records, batch.rows, batch.skipped
         )
@@ -261,6 +276,8 @@ class LakeIngestor:
             expected={keys[tp]: self._committed(ref, tp) for tp in partitions},
         )
         self.writer.append(job)
+        self.timings["write"] += self.writer.last_write_seconds
+        self.timings["commit"] += self.writer.last_commit_seconds
         for tp in partitions:
             self.known[(ref, tp)] = batch.ends[tp]
         self.committed_rows += rows.num_rows

@@ -16,6 +16,7 @@ writer last saw. So:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -84,6 +85,9 @@ class IcebergWriter:
         self.catalog = catalog
         self.expiry = expiry
         self._tables: dict[str, Table] = {}
+        #: Seconds the last append spent writing data files, and committing them.
+        self.last_write_seconds = 0.0
+        self.last_commit_seconds = 0.0
 
     def table(self, namespace: str, table: str, refresh: bool = False) -> Table:
         """The (cached) table, created with the lake's schema and layout when missing."""
@@ -143,11 +147,13 @@ class IcebergWriter:
         )
 
     def _commit(self, table: Table, job: TableAppend, written: list[str]) -> None:
+        started = time.perf_counter()
         with table.transaction() as tx:
             evolve_schema(tx, job.rows.schema)
             rows = conform(job.rows, tx.table_metadata.schema())
             files = write_data_files(tx.table_metadata, table.io, rows)
             written.extend(f.file_path for f in files)
+            wrote = time.perf_counter()
             # Fail rather than let pyiceberg's retry relabel files written under an older spec.
             tx._stage((), (AssertDefaultSpecId(default_spec_id=tx.table_metadata.default_spec_id),))
             tx._stage((), (_offsets_requirement(job.expected, job.offsets),))
@@ -155,6 +161,8 @@ class IcebergWriter:
                 for data_file in files:
                     append.append_data_file(data_file)
             tx.set_properties({key: str(value) for key, value in job.offsets.items()})
+        self.last_write_seconds = wrote - started
+        self.last_commit_seconds = time.perf_counter() - wrote
 
     @staticmethod
     def _delete(table: Table, paths: list[str]) -> None:

@@ -1,0 +1,277 @@
+"""Lake writer throughput and commit cost.
+
+1. flatten: serialized OTLP trace requests (512 spans each, 8 span and 6 resource attributes,
+   an event on 1 span in 100) -> Arrow, single thread; against a naive flatten through the
+   official protobuf classes measured in the same run.
+2. end to end: N spans pre-produced to a fresh embedded broker in requests of 512; the ingestor
+   (this process) drains them into Iceberg. Wall time and this process's CPU time are both
+   reported; spans per CPU-second is the per-core figure.
+3. commit cost: small appends (10 rows) with the writer's offsets, timed around commit 10 and
+   commit 500, with snapshot expiry on and off.
+
+    python -m benchmarks.lake_bench [--spans 600000] [--commits 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from emberlake.broker import EmbeddedBroker, port_is_free
+from emberlake.settings import KafkaSettings, LakeSettings, Settings
+from lake.flatten import SpanColumns
+from lake.flatten.common import render
+
+SPANS_PER_REQUEST = 512
+ROUTES = [f"/api/v1/{name}" for name in ("cart", "checkout", "search", "items", "user", "pay")]
+
+
+def _kv(key: str, value: object) -> KeyValue:
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    if isinstance(value, float):
+        return KeyValue(key=key, value=AnyValue(double_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=str(value)))
+
+
+def trace_request(service: str, rng: random.Random, spans: int = SPANS_PER_REQUEST) -> bytes:
+    """One service's spans with the attribute mix of an instrumented HTTP service."""
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.extend(
+        [
+            _kv("service.name", service),
+            _kv("service.version", "2.4.1"),
+            _kv("host.name", f"{service}-{rng.randrange(4)}"),
+            _kv("deployment.environment", "prod"),
+            _kv("telemetry.sdk.language", "python"),
+            _kv("process.pid", rng.randrange(1000, 60000)),
+        ]
+    )
+    ss = rs.scope_spans.add()
+    ss.scope.name = "opentelemetry.instrumentation.flask"
+    ss.scope.version = "0.45b0"
+    now = time.time_ns()
+    for i in range(spans):
+        span = ss.spans.add()
+        span.trace_id = rng.randbytes(16)
+        span.span_id = rng.randbytes(8)
+        if i % 4:
+            span.parent_span_id = rng.randbytes(8)
+        route = rng.choice(ROUTES)
+        span.name = f"GET {route}"
+        span.kind = 2 if i % 4 == 0 else 3
+        span.start_time_unix_nano = now + i * 1000
+        span.end_time_unix_nano = now + i * 1000 + rng.randrange(10**5, 10**8)
+        status = 500 if rng.random() < 0.02 else 200
+        span.attributes.extend(
+            [
+                _kv("http.method", "GET"),
+                _kv("http.route", route),
+                _kv("http.status_code", status),
+                _kv("http.target", f"{route}?page={rng.randrange(50)}"),
+                _kv("net.peer.name", f"10.0.{rng.randrange(4)}.{rng.randrange(16)}"),
+                _kv("user_agent.original", "Mozilla/5.0"),
+                _kv("enduser.id", f"user-{rng.randrange(5000)}"),
+                _kv("cache.hit", rng.random() < 0.5),
+            ]
+        )
+        if status == 500:
+            span.status.code = 2
+        if i % 100 == 0:
+            event = span.events.add(name="exception", time_unix_nano=now)
+            event.attributes.extend([_kv("exception.type", "TimeoutError")])
+    return request.SerializeToString()
+
+
+def naive_flatten(payloads: list[bytes]) -> pa.Table:
+    """A straightforward flatten through the official classes, as the baseline."""
+    rows: list[dict[str, object]] = []
+    for data in payloads:
+        request = ExportTraceServiceRequest.FromString(data)
+        for rs in request.resource_spans:
+            resource = {kv.key: render(kv.value) for kv in rs.resource.attributes}
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    rows.append(
+                        {
+                            "start_time": span.start_time_unix_nano // 1000,
+                            "end_time": span.end_time_unix_nano // 1000,
+                            "duration_ms": (span.end_time_unix_nano - span.start_time_unix_nano)
+                            / 1e6,
+                            "trace_id": span.trace_id.hex(),
+                            "span_id": span.span_id.hex(),
+                            "parent_span_id": span.parent_span_id.hex() or None,
+                            "name": span.name,
+                            "kind": span.kind,
+                            "status_code": span.status.code,
+                            "service_name": resource.get("service.name"),
+                            "resource_attributes": list(resource.items()),
+                            "scope_name": ss.scope.name,
+                            "attributes": [(kv.key, render(kv.value)) for kv in span.attributes],
+                        }
+                    )
+    return pa.Table.from_pylist(rows)
+
+
+def _best(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
+    """Best CPU time of ``repeats`` runs: other load on the machine inflates wall time."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.process_time()
+        fn()
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def bench_flatten(requests: int = 100, repeats: int = 5) -> None:
+    rng = random.Random(1)
+    payloads = [trace_request(f"svc{i % 8}", rng) for i in range(requests)]
+    spans = requests * SPANS_PER_REQUEST
+
+    def ours() -> None:
+        columns = SpanColumns()
+        for data in payloads:
+            columns.add(data)
+        columns.to_arrow()
+
+    fast = _best(ours, repeats)
+    slow = _best(lambda: naive_flatten(payloads), max(2, repeats // 2))
+    print(
+        f"flatten: {spans / fast / 1e3:,.0f} k spans/s "
+        f"(naive {spans / slow / 1e3:,.0f} k spans/s, x{slow / fast:.1f}); "
+        f"{fast / spans * 1e6:.2f} us/span, best CPU time of {repeats} over {spans:,} spans"
+    )
+
+
+def _settings(data: Path, bootstrap: str, **lake: object) -> Settings:
+    return Settings(
+        data_dir=str(data),
+        kafka=KafkaSettings(bootstrap_servers=bootstrap, topic_prefix="bench", partitions=4),
+        lake=LakeSettings(**lake),  # type: ignore[arg-type]
+    )
+
+
+def _free_port() -> int:
+    for _ in range(100):
+        port = random.randrange(20000, 60000)
+        if port_is_free("127.0.0.1", port):
+            return port
+    raise RuntimeError("no free port")
+
+
+def bench_end_to_end(total_spans: int, workdir: Path) -> None:
+    from ingest.kafka import KafkaSink, ensure_emberlake_topics
+    from ingest.topics import HEADER_SIGNAL, HEADER_TENANT, Topics, record_key
+    from lake.ingestor import build_ingestor
+
+    broker = EmbeddedBroker(_free_port(), workdir / "broker.log")
+    broker.start()
+    try:
+        settings = _settings(workdir / "data", broker.bootstrap_servers, writer_group="bench")
+        ensure_emberlake_topics(settings)
+        rng = random.Random(2)
+        requests = total_spans // SPANS_PER_REQUEST
+        distinct = [trace_request(f"svc{i % 8}", rng) for i in range(min(requests, 64))]
+        topic = Topics("bench").signal("spans")
+        sink = KafkaSink(settings)
+        started = time.perf_counter()
+        for i in range(requests):
+            service = f"svc{i % 8}"
+            sink.send(
+                topic,
+                record_key("bench", service),
+                distinct[i % len(distinct)],
+                [(HEADER_TENANT, b"bench"), (HEADER_SIGNAL, b"spans")],
+            )
+        sink.close(60)
+        produced = time.perf_counter() - started
+        spans = requests * SPANS_PER_REQUEST
+        print(f"end to end: produced {spans:,} spans in {produced:.1f}s")
+
+        ingestor = build_ingestor(settings)
+        ingestor.subscribe()
+        # Wait for the group join before timing: that is broker latency, not writer cost.
+        while not ingestor.assigned:
+            ingestor.poll_once(timeout=0.2)
+        ingestor.timings.clear()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        while ingestor.committed_rows < spans:
+            ingestor.poll_once(timeout=0.2)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        ingestor.flush()
+        ingestor.source.close()
+        stages = ", ".join(
+            f"{name} {seconds / spans * 1e6:.2f}" for name, seconds in ingestor.timings.items()
+        )
+        print(f"end to end: wall us/span by stage: {stages}")
+        print(
+            f"end to end: {spans / wall / 1e3:,.0f} k spans/s wall, "
+            f"{spans / cpu / 1e3:,.0f} k spans per CPU-second; {ingestor.commits} commits, "
+            f"batch_max_rows {settings.lake.batch_max_rows:,}, "
+            f"batch_max_seconds {settings.lake.batch_max_seconds}"
+        )
+    finally:
+        broker.stop()
+
+
+def bench_commits(commits: int, workdir: Path) -> None:
+    from lake.catalog import open_catalog
+    from lake.flatten import flatten_spans
+    from lake.maintenance import SnapshotExpiry
+    from lake.writer import IcebergWriter, TableAppend
+
+    rows = flatten_spans([trace_request("svc", random.Random(3), spans=10)])
+    key = "emberlake.offset.bench.bench.otlp.spans.0"
+    for label, expiry in (
+        ("expiry off", None),
+        ("expiry on ", SnapshotExpiry(every=20, retain_seconds=0, keep_min=5)),
+    ):
+        settings = _settings(workdir / label.strip().replace(" ", "-"), "127.0.0.1:1")
+        writer = IcebergWriter(open_catalog(settings), expiry)
+        timings: list[float] = []
+        for i in range(commits):
+            started = time.perf_counter()
+            writer.append(TableAppend("bench", "spans", rows, {key: i + 1}, {key: i or None}))
+            timings.append(time.perf_counter() - started)
+        at10 = statistics.median(timings[5:15]) * 1000
+        at_end = statistics.median(timings[-10:]) * 1000
+        snapshots = len(writer.table("bench", "spans", refresh=True).snapshots())
+        print(
+            f"commit cost, {label}: {at10:.0f} ms at commit 10, {at_end:.0f} ms at commit "
+            f"{commits} ({snapshots} snapshots kept)"
+        )
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="lake_bench", description=__doc__)
+    parser.add_argument("--spans", type=int, default=600_000)
+    parser.add_argument("--commits", type=int, default=500)
+    parser.add_argument("--only", choices=("flatten", "e2e", "commits"), default=None)
+    args = parser.parse_args(argv)
+    print(f"lake_bench on {os.cpu_count()} cores, pid {os.getpid()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="lake-bench-") as tmp:
+        work = Path(tmp)
+        if args.only in (None, "flatten"):
+            bench_flatten()
+        if args.only in (None, "e2e"):
+            bench_end_to_end(args.spans, work / "e2e")
+        if args.only in (None, "commits"):
+            bench_commits(args.commits, work / "commits")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
