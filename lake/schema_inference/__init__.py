@@ -16,7 +16,7 @@ Pure logic: values in, values out; no Kafka, catalog or DuckDB. The pieces, in d
 """
 
 from lake.schema_inference.attributes import Attributes, extract
-from lake.schema_inference.columns import build_columns
+from lake.schema_inference.columns import build_columns, promoted_fields
 from lake.schema_inference.evolution import (
     AddColumn,
     SchemaChange,
@@ -65,6 +65,7 @@ __all__ = [
     "kind_code_of",
     "observe",
     "promote",
+    "promoted_fields",
     "schema_changes",
     "snapshot",
 ]

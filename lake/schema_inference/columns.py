@@ -61,6 +61,18 @@ def build_columns(
     return out
 
 
+#: Arrow field metadata key carrying a column's provenance (the flattener's convention too).
+DOC_KEY = b"doc"
+
+
+def promoted_fields(decisions: Decisions) -> list[pa.Field]:
+    """Arrow fields of the promoted columns, optional, with their doc as ``doc`` metadata."""
+    return [
+        pa.field(c.name, arrow_type(c.type), nullable=True, metadata={DOC_KEY: c.doc.encode()})
+        for c in decisions.columns
+    ]
+
+
 def typed_values(
     attrs: Attributes, positions: np.ndarray, column_type: ColumnType
 ) -> tuple[pa.Array, int]:

@@ -8,7 +8,13 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from lake.schema_inference import Attributes, InferenceState, PromotionPolicy, infer_batch
+from lake.schema_inference import (
+    Attributes,
+    InferenceState,
+    PromotionPolicy,
+    infer_batch,
+    promoted_fields,
+)
 from lake.schema_inference.columns import typed_values
 from lake.schema_inference.types import MAX_EXACT_INT, ColumnType, render_text
 from tests.lake.schema_inference.randomdata import attributes, random_batches
@@ -124,3 +130,16 @@ def test_no_value_is_lost_over_random_batches() -> None:
     # Types drifted, so some keys have siblings; the cap held throughout.
     assert any(name.endswith(("__double", "__str")) for name in state.columns)
     assert len(state.columns) <= policy.max_columns
+
+
+def test_promoted_fields_carry_docs() -> None:
+    state = InferenceState()
+    batch = Attributes.from_pairs([["http.route", "n"]] * 10, [[("string", "/"), ("int", 1)]] * 10)
+    result = infer_batch(state, PromotionPolicy(min_rows=5, min_batches=1), {"record": batch}, 1)
+    fields = promoted_fields(result.decisions)
+    assert [(f.name, f.type, f.nullable, f.metadata[b"doc"]) for f in fields] == [
+        ("attr_http_route", pa.string(), True, b"attribute http.route"),
+        ("attr_n", pa.int64(), True, b"attribute n"),
+    ]
+    table = pa.Table.from_arrays(list(result.columns.values()), schema=pa.schema(fields))
+    assert table.num_rows == 10
