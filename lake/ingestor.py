@@ -92,14 +92,13 @@ class KafkaSource:
     def assignment(self) -> list[TopicPartition]:
         return [(p.topic, p.partition) for p in self.consumer.assignment()]
 
-    def seek(self, positions: dict[TopicPartition, int]) -> None:
-        for (topic, partition), offset in positions.items():
-            try:
-                self.consumer.seek(KafkaPartition(topic, partition, offset))
-            except Exception as exc:  # not yet fetching: fall back to re-assigning
-                log.info("seek %s[%d] failed (%s); re-assigning", topic, partition, exc)
-                self.consumer.incremental_unassign([KafkaPartition(topic, partition)])
-                self.consumer.incremental_assign([KafkaPartition(topic, partition, offset)])
+    def rewind(self, positions: dict[TopicPartition, int]) -> None:
+        """Restart fetching every assigned partition at the given positions.
+
+        Re-assigning (rather than seeking) also works for partitions whose fetch has not
+        started yet; the group membership is unchanged.
+        """
+        self.consumer.assign([KafkaPartition(t, p, o) for (t, p), o in positions.items()])
 
     def commit(self, positions: dict[TopicPartition, int]) -> None:
         """Commit group offsets (monitoring only: the lake's own marks decide where to resume)."""
@@ -290,7 +289,7 @@ class LakeIngestor:
         if not assigned:
             return
         checkpoints = self.checkpoints.load(assigned)
-        self.source.seek({tp: _start(checkpoints[tp]) for tp in assigned})
+        self.source.rewind({tp: _start(checkpoints[tp]) for tp in assigned})
 
 
 def build_ingestor(settings: Settings, hooks: Iterable[RowsHook] = ()) -> LakeIngestor:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from emberlake.errors import CommitConflict
 from emberlake.settings import Settings
 from ingest.kafka import ensure_emberlake_topics
 from lake.catalog import open_catalog
+from lake.writer import TableAppend
 from tests.lake.lakecheck import running_ingestor, seq_counts, table_rows, wait_for, wait_for_seqs
 from tests.lake.otlp_records import (
     logs_request,
@@ -110,3 +112,25 @@ def test_bad_record_goes_to_dead_letters_and_neighbours_land(settings: Settings)
     assert unknown is not None and unknown.num_rows == 1
     assert unknown.to_pylist()[0]["reason"] == "invalid tenant"
     assert seq_counts(table_rows(catalog, "acme.spans")) == dict.fromkeys(range(20), 1)
+
+
+def test_a_dropped_batch_is_read_again_from_the_checkpoint(settings: Settings) -> None:
+    ensure_emberlake_topics(settings)
+    records = [
+        ("acme", "a", spans_request("a", s).SerializeToString()) for s in seq_batches(0, 300, 10)
+    ]
+    produce(settings, "spans", records)
+    conflicts: list[str] = []
+    with running_ingestor(settings) as ingestor:
+        real_append = ingestor.writer.append
+
+        def append_once_conflicting(job: TableAppend) -> None:
+            if not conflicts:
+                conflicts.append(job.name)
+                raise CommitConflict("another writer took this partition")
+            real_append(job)
+
+        ingestor.writer.append = append_once_conflicting  # type: ignore[method-assign]
+        counts = wait_for_seqs(settings, "acme.spans", set(range(300)))
+    assert conflicts == ["acme.spans"]
+    assert set(counts.values()) == {1}
