@@ -115,6 +115,7 @@ def list_command(
 
     client = _client(ctx, url, tenant, token)
     plural = parse(collection).collection.plural
+    page: dict[str, Any]
     if all_pages:
         items = list(client.list_all(collection, filter_, order_by))
         page = {plural: items, "next_page_token": "", "total_size": len(items)}

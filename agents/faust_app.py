@@ -30,7 +30,7 @@ from agents.detector_state import SQLiteDetectorState, TopicPartition
 from agents.investigator_intake import InvestigationIntake
 from agents.resources.store import open_store
 from emberlake.settings import Settings
-from ingest.topics import HEADER_TENANT, Topics, record_key
+from ingest.topics import HEADER_TENANT, Signal, Topics, record_key
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +185,9 @@ def build_app(settings: Settings, runtime: DetectorRuntime, intake: bool = True)
             return
         runtime.state.mark_sent([a.id for a in pending])
 
-    def detector(signal: str) -> None:
+    def detector(signal: Signal) -> None:
         async def detect(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(
+            async for events in stream.take_events(  # type: ignore[attr-defined]
                 cfg.detector_batch_records, within=cfg.detector_batch_seconds
             ):
                 try:
@@ -202,8 +202,8 @@ def build_app(settings: Settings, runtime: DetectorRuntime, intake: bool = True)
     detector("spans")
     detector("logs")
 
-    @app.on_partitions_assigned.connect
-    async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
         runtime.assigned(time.time())
 
     @app.timer(interval=max(0.2, min(1.0, cfg.detector_window_seconds / 2)))

@@ -128,7 +128,8 @@ class _Rule:
     floor: float
     two_sided: bool
     display: Callable[[float], float]  # baseline scale -> the number people read
-    summary: Callable[[float, float], str]
+    #: A format string over o (observed) and e (expected), in display units.
+    summary: str
     examples: list[str] = field(default_factory=list)
     example_logs: list[dict[str, Any]] = field(default_factory=list)
     extra_ok: Callable[[float], bool] = lambda observed: True
@@ -156,7 +157,7 @@ def _span_rules(window: WindowStats, state: ServiceState, cfg: DetectorConfig) -
             _count_floor(state.metric("requests_per_second", cfg.alpha).baseline.mean),
             True,
             lambda v: v / per_s,
-            lambda o, e: f"request rate {o:.2f}/s (expected {e:.2f}/s)",
+            "request rate {o:.2f}/s (expected {e:.2f}/s)",
         )
     ]
     if window.requests >= cfg.min_requests:
@@ -173,7 +174,7 @@ def _span_rules(window: WindowStats, state: ServiceState, cfg: DetectorConfig) -
                 max(math.sqrt(p * (1 - p) / n) + 1.0 / n, 0.01),
                 False,
                 lambda v: v,
-                lambda o, e: f"error rate {o:.1%} (expected {e:.1%})",
+                "error rate {o:.1%} (expected {e:.1%})",
                 examples=list(window.error_trace_ids),
                 extra_ok=lambda observed: observed >= cfg.error_rate_floor,
             )
@@ -187,7 +188,7 @@ def _span_rules(window: WindowStats, state: ServiceState, cfg: DetectorConfig) -
                 0.1 + 0.5 / math.sqrt(n),
                 False,
                 math.exp,
-                lambda o, e: f"p95 latency {o:.1f} ms (expected {e:.1f} ms)",
+                "p95 latency {o:.1f} ms (expected {e:.1f} ms)",
                 examples=[t for _, t in window.slow_traces],
             )
         )
@@ -211,7 +212,7 @@ def _log_rules(window: WindowStats, state: ServiceState, cfg: DetectorConfig) ->
                 _count_floor(mean),
                 False,
                 lambda v: v / per_s,
-                lambda o, e, s=severity: f"{s} logs {o:.2f}/s (expected {e:.2f}/s)",
+                severity + " logs {o:.2f}/s (expected {e:.2f}/s)",
                 example_logs=[
                     {
                         **{k: v for k, v in log.items() if k != "time_us"},
@@ -283,7 +284,7 @@ def evaluate_window(
                     exp_value,
                     abs(z),
                     severity,
-                    rule.summary(observed, exp_value),
+                    rule.summary.format(o=observed, e=exp_value),
                     detected_at_us,
                     rule.examples,
                     rule.example_logs,

@@ -66,8 +66,8 @@ class DetectionEngine:
             self.services[key] = state
             # After a restart give every service a full idle period to show up again.
             self.last_activity[key] = wall_now
-        for key, stats in windows:
-            self.windows[key] = stats
+        for window_key, stats in windows:
+            self.windows[window_key] = stats
         for tenant, service, fp, first_seen in signatures:
             self.signatures.setdefault((tenant, service), {})[fp] = first_seen
 

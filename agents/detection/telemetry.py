@@ -8,7 +8,7 @@ conventions for recorded exceptions).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -62,8 +62,8 @@ def _text(value: AnyValue) -> str:
     return str(getattr(value, which))
 
 
-def _attrs(kvs: list[KeyValue] | object) -> dict[str, str]:
-    return {kv.key: _text(kv.value) for kv in kvs}  # type: ignore[attr-defined]
+def _attrs(kvs: Iterable[KeyValue]) -> dict[str, str]:
+    return {kv.key: _text(kv.value) for kv in kvs}
 
 
 def _service(resource_attrs: dict[str, str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import urllib.error
 import urllib.parse
@@ -127,9 +128,11 @@ class ResourceClient:
         return self._request("POST", collection, {f"{singular}_id": resource_id}, body)
 
     def update(
-        self, name: str, body: dict[str, Any], update_mask: list[str] | None = None
+        self, name: str, body: dict[str, Any], update_mask: builtins.list[str] | None = None
     ) -> dict[str, Any]:
-        params = {"update_mask": ",".join(update_mask)} if update_mask is not None else {}
+        params: dict[str, Any] = {}
+        if update_mask is not None:
+            params["update_mask"] = ",".join(update_mask)
         return self._request("PATCH", name, params, body)
 
     def delete(self, name: str, etag: str | None = None, force: bool = False) -> None:

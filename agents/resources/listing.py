@@ -87,10 +87,10 @@ def compare_keys(a: list[Any], b: list[Any], order: Sequence[OrderField]) -> int
 def sort_resources(
     resources: list[dict[str, Any]], order: Sequence[OrderField]
 ) -> list[dict[str, Any]]:
-    cmp = functools.cmp_to_key(
-        lambda a, b: compare_keys(sort_key(a, order), sort_key(b, order), order)
-    )
-    return sorted(resources, key=cmp)
+    def cmp(a: dict[str, Any], b: dict[str, Any]) -> int:
+        return compare_keys(sort_key(a, order), sort_key(b, order), order)
+
+    return sorted(resources, key=functools.cmp_to_key(cmp))
 
 
 def request_digest(parent: str, filter_text: str, order_by: str) -> str:

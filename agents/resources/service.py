@@ -15,6 +15,7 @@ everything else about the methods' meaning is here:
 
 from __future__ import annotations
 
+import builtins
 import copy
 import hashlib
 import json
@@ -189,7 +190,7 @@ class ResourceService:
 
     # -- Update ---------------------------------------------------------------------------------
     def update(
-        self, name: str, body: dict[str, Any], update_mask: list[str] | None = None
+        self, name: str, body: dict[str, Any], update_mask: builtins.list[str] | None = None
     ) -> dict[str, Any]:
         rn = parse_resource(name)
         with self.store.transaction() as tx:
@@ -200,7 +201,7 @@ class ResourceService:
         tx: ResourceTransaction,
         rn: ResourceName,
         body: dict[str, Any],
-        update_mask: list[str] | None = None,
+        update_mask: builtins.list[str] | None = None,
     ) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise InvalidArgument(f"a {rn.collection.singular} is a JSON object")
