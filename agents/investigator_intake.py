@@ -6,15 +6,13 @@ and its last anomaly is within ``agents.incident_window_seconds``; otherwise it 
 The anomaly is stored as ``tenants/{t}/anomalies/{anomaly id}`` in the same transaction as the
 investigation's update, and its id is stable, so a replayed anomaly event changes nothing.
 
-:class:`InvestigationIntake` is the logic over a resource store; :func:`run_intake` consumes the
-anomaly topic with a consumer group when the intake runs on its own (the detectors' faust worker
-runs the same logic as one of its agents).
+:class:`InvestigationIntake` is the logic over a resource store; the detectors' faust worker
+runs it as an agent on the anomaly topic (``agents.faust_app``).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +21,6 @@ from agents.resources.names import parse_collection, parse_resource
 from agents.resources.schema import ACTIVE_INVESTIGATION_STATES
 from agents.resources.service import ResourceService
 from agents.resources.store import ResourceStore, ResourceTransaction
-from emberlake.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -133,29 +130,3 @@ class InvestigationIntake:
             log.warning("skipping a malformed anomaly event: %s", exc)
             return None
         return self.handle(anomaly)
-
-
-def run_intake(settings: Settings, store: ResourceStore, stop: threading.Event) -> None:
-    """Consume the anomaly topic with confluent-kafka until ``stop`` is set (stand-alone mode)."""
-    from confluent_kafka import Consumer
-
-    from ingest.kafka import consumer_config
-    from ingest.topics import Topics
-
-    intake = InvestigationIntake(store, settings.agents.incident_window_seconds)
-    consumer = Consumer(consumer_config(settings, f"{settings.kafka.topic_prefix}-intake"))
-    consumer.subscribe([Topics(settings.kafka.topic_prefix).anomalies])
-    try:
-        while not stop.is_set():
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                log.warning("anomaly topic: %s", msg.error())
-                continue
-            result = intake.handle_raw(msg.value() or b"")
-            if result is not None and not result.duplicate:
-                log.info("anomaly -> %s%s", result.investigation, " (opened)" * result.opened)
-            consumer.commit(message=msg, asynchronous=False)
-    finally:
-        consumer.close()
