@@ -36,6 +36,7 @@ from agents.sessions.snapshots import (
     Status,
 )
 from agents.tools.base import Toolbox
+from emberlake.errors import ModelRejected
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,13 @@ class Engine:
             why = self.budget.exhausted(state.tenant)
             if why:
                 return self._stop(state, why)
-        turn = self.model.complete(transcript(self.sessions.replay(head.address)), toolbox.specs)
+        try:
+            turn = self.model.complete(
+                transcript(self.sessions.replay(head.address)), toolbox.specs
+            )
+        except ModelRejected as exc:
+            # The same transcript would be refused again: end the session, saying why.
+            return Transition((), replace(state, status="failed", reason=str(exc)))
         added: list[SessionObject] = [
             assistant_message(
                 turn.text,

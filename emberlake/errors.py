@@ -125,3 +125,7 @@ class ModelError(EmberlakeError):
 
 class ToolUnavailable(EmberlakeError):
     """A service an agent tool needs cannot be reached now; the step is retried later."""
+
+
+class ModelRejected(ModelError):
+    """The model API refused the request itself (invalid, too long); sending it again cannot help."""

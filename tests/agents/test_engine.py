@@ -13,7 +13,7 @@ from agents.budget import Budget, UsageLedger
 from agents.llm.base import ToolUse
 from agents.sessions import SessionStore, transcript
 from agents.sessions.local_store import LocalObjectStore
-from emberlake.errors import ToolUnavailable
+from emberlake.errors import ModelError, ModelRejected, ToolUnavailable
 
 from .enginekit import EchoTool, MemoryDesk, ScriptedModel, engine, say, start
 
@@ -231,3 +231,25 @@ def test_max_steps_stops_the_session(tmp_path: Path) -> None:
     out = engine(sessions, ScriptedModel(loop), [EchoTool()], max_steps=3).run("acme/s1")
     assert (out.status, out.seq) == ("stopped", 4)
     assert "after 3 steps" in out.reason
+
+
+class FailingModel:
+    name = "failing"
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def complete(self, messages: object, tools: object) -> None:
+        raise self.error
+
+
+def test_a_refused_request_fails_the_session_a_transient_error_retries(tmp_path: Path) -> None:
+    sessions = store(tmp_path)
+    start(sessions)
+    with pytest.raises(ModelError):
+        engine(sessions, FailingModel(ModelError("503")), [EchoTool()]).step("acme/s1")
+    assert sessions.head("acme/s1").seq == 0
+    out = engine(sessions, FailingModel(ModelRejected("prompt is too long")), [EchoTool()]).run(
+        "acme/s1"
+    )
+    assert (out.status, out.seq, out.reason) == ("failed", 1, "prompt is too long")

@@ -10,7 +10,7 @@ import pytest
 from agents.llm import OfflineInvestigator, model_for
 from agents.llm.anthropic_model import AnthropicModel
 from agents.llm.base import ToolSpec
-from emberlake.errors import ModelError
+from emberlake.errors import ModelError, ModelRejected
 from emberlake.settings import AgentSettings, Settings
 
 from .fake_anthropic import FakeMessagesAPI
@@ -86,11 +86,12 @@ def test_a_turn_with_tool_use_round_trips(api: FakeMessagesAPI, streaming: bool)
     assert body["model"] == "claude-test" and body["max_tokens"] == 2048
 
 
-@pytest.mark.parametrize("status", [500, 429, 400])
-def test_api_errors_become_model_errors(api: FakeMessagesAPI, status: int) -> None:
+@pytest.mark.parametrize(("status", "permanent"), [(500, False), (429, False), (400, True)])
+def test_api_errors_become_model_errors(api: FakeMessagesAPI, status: int, permanent: bool) -> None:
     api.fail_next.append(status)
-    with pytest.raises(ModelError, match=str(status)):
+    with pytest.raises(ModelError, match=str(status)) as caught:
         model(api, False).complete(MESSAGES, TOOLS)
+    assert isinstance(caught.value, ModelRejected) is permanent
     assert len(api.requests) == 1  # max_retries=0: no retry behind the test's back
 
 
