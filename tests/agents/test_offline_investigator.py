@@ -14,7 +14,7 @@ from agents.llm.offline import OfflineInvestigator
 from agents.resources.client import ResourceClient
 from agents.worker import build_worker
 from emberlake.cli import cli
-from emberlake.settings import QuerydSettings, Settings, to_env
+from emberlake.settings import AgentSettings, QuerydSettings, Settings, to_env
 from tests.conftest import free_port
 
 from .incident_lake import INVESTIGATION_ID, T0, incident
@@ -203,3 +203,27 @@ def test_end_to_end_offline_names_the_failing_downstream(tmp_path: Path, root: s
         assert worker.run_once().outcomes == {}  # nothing left to do
         # The window the investigator looked at is the incident's.
         assert T0.strftime("%Y-%m-%d %H:%M:%S") in queries[0]
+
+
+@pytest.mark.integration
+def test_end_to_end_on_an_s3_session_store(tmp_path: Path, s3_server: Any) -> None:
+    import uuid
+
+    bucket = f"agents-{uuid.uuid4().hex[:10]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    settings = Settings(
+        data_dir=str(tmp_path / "data"),
+        queryd=QuerydSettings(port=free_port()),
+        agents=AgentSettings(
+            sessions_url=f"s3://{bucket}/sessions",
+            sessions_options=f"endpoint_url={s3_server.endpoint},access_key_id=testing,"
+            "secret_access_key=testing,region=us-east-1",
+        ),
+    )
+    with incident(settings, "acme"):
+        worker = build_worker(settings)
+        session = f"acme/{INVESTIGATION_ID}"
+        assert worker.run_once().outcomes[session].status == "waiting_approval"
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert f"sessions/sessions/{session}/slots/00000004" in keys
+    assert not (tmp_path / "data" / "sessions").exists()
