@@ -166,7 +166,14 @@ def build_app(settings: Settings, runtime: DetectorRuntime, intake: bool = True)
     anomalies_topic = raw_topic(topics.anomalies)
     cfg = settings.agents
 
+    publishing = asyncio.Lock()
+
     async def publish() -> None:
+        # One publisher at a time: both agents and the timer call this after their commits.
+        async with publishing:
+            await _publish()
+
+    async def _publish() -> None:
         pending = runtime.state.unsent()
         if not pending:
             return
