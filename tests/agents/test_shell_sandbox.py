@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -106,7 +107,7 @@ def test_cannot_write_outside_its_folder(
     repo = Path(__file__).resolve().parents[2]
     targets = [
         repo / "sandbox-escape",
-        Path("/tmp") / "sandbox-escape",
+        Path(tempfile.gettempdir()) / "sandbox-escape",
         home / "sandbox-escape",
         tmp_path / "sandbox-escape",
         scratch / "sandbox-escape",
