@@ -1,6 +1,7 @@
 """Query results encoded for the wire: JSON-safe rows, CSV text and Arrow IPC streams (pure).
 
-JSON rules: timestamps, dates and times as ISO 8601 text; intervals as ISO 8601 durations;
+JSON rules: timestamps, dates and times as ISO 8601 text (timestamps and times always with six
+fractional digits, so every value of a column has one width); intervals as ISO 8601 durations;
 decimals as numbers; NaN and infinities as null; bytes as hex; maps as objects; lists as arrays;
 structs as objects. CSV uses the same values, with nested values written as JSON text.
 """
@@ -18,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 Converter = Callable[[Any], Any]
 
@@ -27,7 +29,9 @@ def _scalar(value: Any) -> Any:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, dt.datetime | dt.date | dt.time):
+    if isinstance(value, dt.datetime | dt.time):
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, Decimal):
         if not value.is_finite():
@@ -77,14 +81,50 @@ def converter(arrow_type: pa.DataType) -> Converter:
     return _scalar
 
 
+def _plain(arrow_type: pa.DataType) -> bool:
+    """True when ``to_pylist`` already gives JSON-safe values of this type."""
+    if (
+        pa.types.is_boolean(arrow_type)
+        or pa.types.is_integer(arrow_type)
+        or pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or pa.types.is_null(arrow_type)
+    ):
+        return True
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return _plain(arrow_type.value_type)
+    if pa.types.is_struct(arrow_type):
+        return all(_plain(f.type) for f in arrow_type)
+    return False
+
+
+def column_values(column: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """One column as JSON-safe Python values, vectorised for the common wide types.
+
+    Formatting 100k timestamps one by one in Python takes seconds; Arrow does it in a tenth.
+    """
+    kind = column.type
+    if _plain(kind):
+        return column.to_pylist()
+    if pa.types.is_timestamp(kind):
+        zone = "%Ez" if kind.tz else ""
+        return pc.strftime(column, format=f"%Y-%m-%dT%H:%M:%S{zone}").to_pylist()
+    if pa.types.is_date(kind) or pa.types.is_time(kind):
+        return column.cast(pa.string()).to_pylist()
+    if pa.types.is_floating(kind):
+        finite = pc.if_else(pc.is_finite(column), column, pa.scalar(None, kind))
+        return finite.to_pylist()
+    if pa.types.is_decimal(kind) and kind.scale > 0:
+        return column_values(column.cast(pa.float64()))
+    if pa.types.is_map(kind) and _plain(kind.key_type) and _plain(kind.item_type):
+        return [None if v is None else {str(k): x for k, x in v} for v in column.to_pylist()]
+    convert = converter(kind)
+    return [convert(v) for v in column.to_pylist()]
+
+
 def json_rows(table: pa.Table) -> list[list[Any]]:
     """The table's rows as lists of JSON-safe values."""
-    columns = [
-        [convert(v) for v in column.to_pylist()]
-        for convert, column in zip(
-            (converter(f.type) for f in table.schema), table.columns, strict=True
-        )
-    ]
+    columns = [column_values(column) for column in table.columns]
     return [list(row) for row in zip(*columns, strict=True)] if columns else []
 
 
@@ -93,19 +133,20 @@ def csv_text(table: pa.Table) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(table.column_names)
-    for row in json_rows(table):
-        writer.writerow(_csv_cell(v) for v in row)
+    columns = [_csv_cells(column) for column in table.columns]
+    if columns:
+        writer.writerows(zip(*columns, strict=True))
     return out.getvalue()
 
 
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return value
+def _csv_cells(column: pa.ChunkedArray) -> list[Any]:
+    values = column_values(column)
+    kind = column.type
+    if pa.types.is_boolean(kind):
+        return ["" if v is None else "true" if v else "false" for v in values]
+    if pa.types.is_nested(kind):
+        return ["" if v is None else json.dumps(v) for v in values]
+    return values  # the csv writer leaves None empty
 
 
 def arrow_stream(table: pa.Table) -> bytes:

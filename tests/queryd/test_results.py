@@ -32,9 +32,9 @@ def test_every_duckdb_type_becomes_json_safe() -> None:
     [row] = json_rows(table)
     assert row == [
         "2026-11-01T12:00:00.123456+00:00",
-        "2026-11-01T12:00:00",
+        "2026-11-01T12:00:00.000000",
         "2026-11-01",
-        "10:11:12",
+        "10:11:12.000000",
         1.25,
         None,
         None,
@@ -86,4 +86,15 @@ def test_python_timedelta_and_datetime_values() -> None:
             "took": pa.array([dt.timedelta(seconds=1.5)], pa.duration("us")),
         }
     )
-    assert json_rows(table) == [["2026-01-02T03:04:05+00:00", "PT1.5S"]]
+    assert json_rows(table) == [["2026-01-02T03:04:05.000000+00:00", "PT1.5S"]]
+
+
+def test_nested_timestamps_and_wide_columns_agree_on_format() -> None:
+    table = duck(
+        "SELECT TIMESTAMPTZ '2026-11-01 12:00:00+00' AS ts,"
+        " [TIMESTAMPTZ '2026-11-01 12:00:00+00'] AS nested,"
+        " MAP {'a': 1.5::DOUBLE, 'b': 'nan'::DOUBLE} AS m"
+    )
+    [[flat, [nested], m]] = json_rows(table)
+    assert flat == nested == "2026-11-01T12:00:00.000000+00:00"
+    assert m == {"a": 1.5, "b": None}

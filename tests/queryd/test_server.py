@@ -73,8 +73,8 @@ def test_json_result_shape_and_values(daemon: QuerydThread) -> None:
         {"name": "a", "type": "MAP(VARCHAR, VARCHAR)"},
     ]
     assert [row[:3] for row in result["rows"]] == [
-        ["ERROR", 2, "2026-11-01T12:00:00+00:00"],
-        ["OK", 12, "2026-11-01T12:00:03+00:00"],
+        ["ERROR", 2, "2026-11-01T12:00:00.000000+00:00"],
+        ["OK", 12, "2026-11-01T12:00:03.000000+00:00"],
     ]
     assert result["rows"][0][3]["http.route"] == "/r0"
     assert result["row_count"] == 2 and result["truncated"] is False
