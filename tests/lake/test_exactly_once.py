@@ -15,7 +15,7 @@ from ingest.kafka import KafkaSink, ensure_emberlake_topics
 from lake.catalog import open_catalog
 from lake.ingestor import build_ingestor
 from lake.writer import TableAppend
-from tests.lake.lakecheck import seq_counts, table_rows, wait_for_seqs
+from tests.lake.lakecheck import seq_counts, table_rows, wait_for, wait_for_seqs
 from tests.lake.otlp_records import produce, seq_batches, spans_request
 from tests.lake.writerproc import WriterProcess
 
@@ -47,6 +47,14 @@ def _expected(start: int, count: int, per_request: int) -> dict[str, set[int]]:
 
 def _one_partition(settings: Settings) -> Settings:
     return settings.replace(kafka=dataclasses.replace(settings.kafka, partitions=1))
+
+
+def _quick(settings: Settings) -> Settings:
+    """Short batches, and a short session so a killed member leaves the group soon."""
+    return settings.replace(
+        lake=dataclasses.replace(settings.lake, batch_max_seconds=0.3),
+        kafka=dataclasses.replace(settings.kafka, session_timeout_ms=3000),
+    )
 
 
 def _run_until(settings: Settings, expected: dict[str, set[int]], crash_after: int = -1) -> None:
@@ -141,37 +149,38 @@ def _produce_steadily(settings: Settings, records: list[tuple[str, str, bytes]],
 def test_killed_writer_restarts_without_loss_or_duplicates(
     settings: Settings, tmp_path: Path
 ) -> None:
-    settings = settings.replace(lake=dataclasses.replace(settings.lake, batch_max_seconds=0.3))
+    settings = _quick(settings)
     ensure_emberlake_topics(settings)
-    records = _records(0, 3000, 10)
-    producer = _produce_steadily(settings, records, seconds=12)
+    records = _records(0, 4000, 10)
+    producer = _produce_steadily(settings, records, seconds=24)
     logs = tmp_path / "writer.log"
     writer = WriterProcess(settings, logs).start()
     catalog = open_catalog(settings)
-    for _ in range(3):
-        # Let it commit something, then kill it mid-stream.
-        before = sum(len(seq_counts(table_rows(catalog, f"{t}.spans"))) for t in TENANTS)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            now = sum(len(seq_counts(table_rows(catalog, f"{t}.spans"))) for t in TENANTS)
-            if now > before:
-                break
-            time.sleep(0.2)
-        time.sleep(0.4)
+
+    def stored() -> int:
+        return sum(len(seq_counts(table_rows(catalog, f"{t}.spans"))) for t in TENANTS)
+
+    for kill in range(3):
+        # Let this process commit something, then kill it while records keep arriving.
+        before = stored()
+        wait_for(lambda before=before: stored() > before, 60, 0.2, "the writer to commit")
+        assert producer.is_alive(), f"kill {kill + 1} came after the last record was produced"
         writer.kill()
         writer = WriterProcess(settings, logs).start()
     producer.join(timeout=120)
-    expected = _expected(0, 3000, 10)
+    expected = _expected(0, 4000, 10)
     try:
         for tenant, seqs in expected.items():
             wait_for_seqs(settings, f"{tenant}.spans", seqs, timeout=120)
+        wait_for(lambda: writer.log().count("INFO lake.ingestor: assigned") >= 4, 60)
     finally:
-        writer.stop()
+        assert writer.stop() == 0, writer.log()[-3000:]
+    assert "Traceback" not in writer.log()
     _assert_exactly_once(settings, expected)
 
 
 def test_two_writers_in_one_group_share_the_tables(settings: Settings, tmp_path: Path) -> None:
-    settings = settings.replace(lake=dataclasses.replace(settings.lake, batch_max_seconds=0.3))
+    settings = _quick(settings)
     ensure_emberlake_topics(settings)
     records = _records(0, 2000, 10)
     producer = _produce_steadily(settings, records, seconds=8)
