@@ -3,9 +3,9 @@
 Each poll it
 
 1. lists the OPEN investigations of every tenant through the resource API and starts one session
-   per investigation (``<tenant>/<investigation id>``; starting is create-if-absent, so workers
-   racing on one investigation share one session), then marks the investigation INVESTIGATING
-   with a link to the session;
+   per investigation (``<tenant>/<investigation id>``, then ``.2``, ``.3`` if it is reopened after
+   its session ended; starting is create-if-absent, so workers racing on one investigation share
+   one session), then marks the investigation INVESTIGATING with a link to the session;
 2. steps every session that is not finished: running ones until they finish or wait, waiting
    ones only to check whether their approval was decided.
 
@@ -86,6 +86,14 @@ class Worker:
         started = []
         for inv in client.list_all(f"tenants/{tenant}/investigations", filter='state = "OPEN"'):
             session_id = self.session_for(inv["name"])
+            # Open again although its session ended (someone reopened it): a fresh look, in a
+            # new session named by the same rule on every worker.
+            base, n = session_id, 1
+            while (
+                self.sessions.exists(session_id) and self.sessions.head(session_id).state.terminal
+            ):
+                n += 1
+                session_id = f"{base}.{n}"
             if not self.sessions.exists(session_id):
                 self._start(client, session_id, inv)
                 started.append(session_id)

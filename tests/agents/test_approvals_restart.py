@@ -134,3 +134,9 @@ def test_a_rejected_action_does_not_run_and_the_agent_is_told(tmp_path: Path) ->
         assert refused.body["is_error"]
         assert "was denied by bob: not fixed yet" in refused.body["content"]
         assert "stays open" in objects[-1].body["text"]
+        # Reopened by a person: the next pass takes a fresh look in a new session.
+        client.update(INV, {"state": "OPEN"}, ["state"])
+        again = worker.run_once()
+        assert again.started == [f"{SESSION}.2"]
+        assert client.get(INV)["session"] == f"{SESSION}.2"
+        assert again.outcomes[f"{SESSION}.2"].status == "waiting_approval"
