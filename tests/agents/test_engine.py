@@ -60,7 +60,7 @@ def test_run_to_completion_records_every_object_and_usage(tmp_path: Path) -> Non
     assert engine(sessions, ScriptedModel(SCRIPT), [tool]).step("acme/s1").advanced is False
 
 
-@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize("backend", ["local", pytest.param("s3", marks=pytest.mark.integration)])
 def test_two_concurrent_steps_leave_exactly_one_next_slot(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:

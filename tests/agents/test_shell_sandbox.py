@@ -22,6 +22,8 @@ from agents.tools.sandbox import BubblewrapSandbox, Limits, scratch_root_for
 from agents.tools.shell import ShellTool
 from emberlake.errors import SandboxUnavailable
 
+pytestmark = pytest.mark.integration  # a real bubblewrap sandbox
+
 
 @pytest.fixture
 def scratch(tmp_path: Path) -> Iterator[Path]:
