@@ -159,7 +159,10 @@ class BubblewrapSandbox:
                         f"the sandbox user cannot reach {scratch}: {parent} is not searchable by"
                         " others; put scratch folders under scratch_root_for(...)"
                     )
-        scratch.mkdir(parents=True, exist_ok=True)
+        for parent in reversed(scratch.parents):
+            if not parent.exists():
+                parent.mkdir(mode=0o711, exist_ok=True)
+        scratch.mkdir(exist_ok=True)
         if self.as_root:
             os.chown(scratch, NOBODY, NOBODY)
         scratch.chmod(0o700)
@@ -225,13 +228,11 @@ def scratch_root_for(owner: Path) -> Path:
     """A folder for the sandboxes of one emberlake data folder that the sandbox user can reach.
 
     The data folder itself may sit under a private home; the system temporary folder is always
-    searchable. The root is 0711: others may enter a folder they know, not list who has one.
+    searchable. Folders are made on first use, 0711: others may enter a folder they know but not
+    list which exist.
     """
     digest = hashlib.sha256(str(Path(owner).resolve()).encode()).hexdigest()[:12]
-    root = Path(tempfile.gettempdir()) / f"emberlake-sandbox-{os.geteuid()}-{digest}"
-    root.mkdir(mode=0o711, exist_ok=True)
-    root.chmod(0o711)
-    return root
+    return Path(tempfile.gettempdir()) / f"emberlake-sandbox-{os.geteuid()}-{digest}"
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
