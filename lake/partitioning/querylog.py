@@ -61,6 +61,8 @@ class QueryRecord:
     at: float = 0.0
     ok: bool = True
     tenant: str = ""
+    #: Tables the query read, when the logger knew them (else they are read from the SQL).
+    tables: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,8 @@ def summarize(
         if not record.ok or record.at < since:
             continue
         usage = analyze_sql(record.sql, columns)
-        if wanted not in usage.tables:
+        tables = {t.lower().rsplit(".", 1)[-1] for t in record.tables} or usage.tables
+        if wanted not in tables:
             continue
         latencies.append(record.elapsed_ms)
         for column, kinds in usage.filters.items():

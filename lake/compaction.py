@@ -1,0 +1,314 @@
+"""Compaction: rewrite a partition's small data files into target-sized ones, one commit each.
+
+Sub-minute commits leave many small files, and scans pay per file. pyiceberg 0.12 has no rewrite
+action, so compaction is built on its public transaction API: the small files of one partition
+are read with pyiceberg's Arrow reader (columns mapped by field id, so files written before a
+schema change read correctly), re-sorted by the table's sort order, written partitioned by the
+table's *current* spec, and swapped in with a single ``overwrite`` snapshot that deletes exactly
+those files and adds the new ones.
+
+Running next to a live writer:
+
+- Appends landing meanwhile only make the commit retry (pyiceberg rebuilds the snapshot on the
+  new head). Compaction needs snapshot isolation for that, not serializable, since it adds no
+  new rows: :func:`ensure_compaction_properties` sets ``write.delete.isolation-level`` and
+  ``write.update.isolation-level`` to ``snapshot`` once. Validation still fails the commit if
+  one of the rewritten files was removed concurrently; the bin is then dropped and re-planned on
+  the next run, and the files written for it are deleted.
+- The commit changes no table properties, so the writer's ``emberlake.offset.*`` properties
+  (set in its own append transactions) are never touched.
+- The partition spec is pinned (:func:`lake.layout.pin_partition_spec`): if a layout change
+  lands mid-rewrite the commit fails and the group is re-planned under the new spec.
+
+Files of an older partition spec are compacted even when few, so layout changes reach old data.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.exceptions import CommitFailedException, ValidationException
+from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import FileScanTask, Table, TableProperties
+from pyiceberg.table.sorting import NullOrder, SortDirection
+from pyiceberg.transforms import IdentityTransform, TimeTransform
+
+from emberlake.errors import LakeError
+from emberlake.settings import Settings
+from lake.layout import pin_partition_spec
+
+log = logging.getLogger(__name__)
+
+#: Snapshot summary key naming what a compaction commit did ("12 files -> 1").
+COMPACTION_SUMMARY = "emberlake.compaction"
+_SNAPSHOT_ISOLATION = {
+    TableProperties.WRITE_DELETE_ISOLATION_LEVEL: "snapshot",
+    TableProperties.WRITE_UPDATE_ISOLATION_LEVEL: "snapshot",
+}
+
+
+@dataclass(frozen=True)
+class CompactionOptions:
+    """What counts as small, how big rewritten files should be, and when a partition qualifies."""
+
+    target_file_bytes: int = 128 * 1024 * 1024
+    small_file_bytes: int = 32 * 1024 * 1024
+    min_files: int = 4
+    #: Rewrite small files of older partition specs even when fewer than min_files.
+    migrate_specs: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CompactionOptions:
+        lake = settings.lake
+        return cls(
+            target_file_bytes=lake.compact_target_file_bytes,
+            small_file_bytes=lake.compact_small_file_bytes,
+            min_files=lake.compact_min_files,
+        )
+
+
+@dataclass(frozen=True)
+class CompactionBin:
+    """Files of one partition (of one spec) to rewrite together in one commit."""
+
+    spec_id: int
+    partition: tuple[object, ...]
+    files: tuple[DataFile, ...]
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.file_size_in_bytes for f in self.files)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.record_count for f in self.files)
+
+
+@dataclass
+class CompactionResult:
+    """What one compaction run did to one table."""
+
+    table: str
+    files_before: int = 0
+    files_after: int = 0
+    bins: int = 0
+    commits: int = 0
+    conflicts: int = 0
+    files_rewritten: int = 0
+    files_written: int = 0
+    rows_rewritten: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def ensure_compaction_properties(table: Table, attempts: int = 8) -> None:
+    """Set snapshot isolation for rewrites once, so concurrent appends do not fail compaction."""
+    for attempt in range(attempts):
+        missing = {k: v for k, v in _SNAPSHOT_ISOLATION.items() if table.properties.get(k) != v}
+        if not missing:
+            return
+        try:
+            # Properties are merged into the catalog's current metadata: other keys (the
+            # writer's offsets) are never overwritten by this commit.
+            table.transaction().set_properties(missing).commit_transaction()
+        except CommitFailedException:
+            time.sleep(0.05 * (attempt + 1))
+        table.refresh()
+    raise LakeError(f"could not set compaction properties on {'.'.join(table.name())}")
+
+
+def plan_compaction(table: Table, options: CompactionOptions) -> list[CompactionBin]:
+    """Bins of small files, per partition, each at most about one target file of input."""
+    current_spec = table.spec().spec_id
+    groups: dict[tuple[int, tuple[object, ...]], list[DataFile]] = {}
+    for task in table.scan().plan_files():
+        f = task.file
+        if task.delete_files or f.file_size_in_bytes >= options.small_file_bytes:
+            continue
+        key = (f.spec_id, tuple(f.partition[i] for i in range(len(f.partition))))
+        groups.setdefault(key, []).append(f)
+    bins: list[CompactionBin] = []
+    for (spec_id, partition), files in sorted(groups.items(), key=lambda kv: repr(kv[0])):
+        migrating = options.migrate_specs and spec_id != current_spec
+        if len(files) < options.min_files and not migrating:
+            continue
+        current: list[DataFile] = []
+        size = 0
+        for f in sorted(files, key=lambda f: f.file_path):
+            if current and size + f.file_size_in_bytes > options.target_file_bytes:
+                bins.append(CompactionBin(spec_id, partition, tuple(current)))
+                current, size = [], 0
+            current.append(f)
+            size += f.file_size_in_bytes
+        if current:
+            bins.append(CompactionBin(spec_id, partition, tuple(current)))
+    # A lone small file of the current spec gains nothing from being rewritten.
+    return [b for b in bins if len(b.files) > 1 or b.spec_id != current_spec]
+
+
+def sort_rows(table: Table, rows: pa.Table) -> pa.Table:
+    """Rows ordered by the table's sort order (unchanged when the table is unsorted)."""
+    order = table.sort_order()
+    if order.is_unsorted or rows.num_rows == 0:
+        return rows
+    schema = table.schema()
+    keys: list[tuple[str, str, str]] = []
+    work = rows
+    for i, f in enumerate(order.fields):
+        name = schema.find_column_name(f.source_id)
+        if name is None or name not in rows.column_names:
+            continue
+        direction = "descending" if f.direction == SortDirection.DESC else "ascending"
+        nulls = "at_start" if f.null_order == NullOrder.NULLS_FIRST else "at_end"
+        if isinstance(f.transform, IdentityTransform | TimeTransform):
+            # Time transforms are monotonic: ordering by the raw value orders by the transform.
+            keys.append((name, direction, nulls))
+        else:
+            key = f"__sort_{i}"
+            source_type = schema.find_field(f.source_id).field_type
+            work = work.append_column(
+                key, f.transform.pyarrow_transform(source_type)(rows.column(name))
+            )
+            keys.append((key, direction, nulls))
+    if not keys:
+        return rows
+    return rows.take(pc.sort_indices(work, options=pc.SortOptions(sort_keys=keys)))
+
+
+def _write_bin(
+    table: Table, group: CompactionBin, options: CompactionOptions
+) -> tuple[int, list[DataFile]]:
+    """Read, sort and write the bin's rows; returns (spec id written with, new files)."""
+    metadata = table.metadata
+    scan = ArrowScan(metadata, table.io, table.schema(), AlwaysTrue())
+    rows = scan.to_table([FileScanTask(f) for f in group.files])
+    if rows.num_rows != group.rows:
+        raise LakeError(
+            f"compaction read {rows.num_rows} rows from files holding {group.rows}; not rewriting"
+        )
+    rows = sort_rows(table, rows)
+    # pyiceberg sizes output files by in-memory Arrow bytes: scale the on-disk target by the
+    # observed in-memory/on-disk ratio so files come out near the target on disk.
+    ratio = max(1.0, rows.nbytes / max(1, group.bytes))
+    target = int(options.target_file_bytes * ratio)
+    props = {**metadata.properties, TableProperties.WRITE_TARGET_FILE_SIZE_BYTES: str(target)}
+    sized = metadata.model_copy(update={"properties": props})
+    return metadata.default_spec_id, list(_dataframe_to_data_files(sized, rows, table.io))
+
+
+def _delete_files(table: Table, files: Iterable[DataFile]) -> None:
+    for f in files:
+        try:
+            table.io.delete(f.file_path)
+        except OSError:
+            log.warning("could not delete uncommitted file %s", f.file_path)
+
+
+def _commit_swap(
+    table: Table, group: CompactionBin, written: list[DataFile], spec_id: int, attempts: int
+) -> None:
+    summary = {COMPACTION_SUMMARY: f"{len(group.files)} files -> {len(written)}"}
+    for attempt in range(attempts):
+        if table.spec().spec_id != spec_id:
+            raise CommitFailedException("the partition spec changed while compacting")
+        tx = table.transaction()
+        pin_partition_spec(tx, spec_id)
+        with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
+            for f in group.files:
+                overwrite.delete_data_file(f)
+            for f in written:
+                overwrite.append_data_file(f)
+        try:
+            tx.commit_transaction()
+            return
+        except CommitFailedException:
+            # Writers committed meanwhile (more often than pyiceberg's own retries could keep
+            # up with): the written files stay valid, only the snapshot is rebuilt.
+            if attempt + 1 == attempts:
+                raise
+            table.refresh()
+        except ValidationException:
+            # Either the rewritten files were removed meanwhile (give up on this bin) or the
+            # snapshot this attempt started from was expired (harmless: try again).
+            table.refresh()
+            if attempt + 1 == attempts or not _all_live(table, group.files):
+                raise
+
+
+def _all_live(table: Table, files: Iterable[DataFile]) -> bool:
+    live = {task.file.file_path for task in table.scan().plan_files()}
+    return all(f.file_path in live for f in files)
+
+
+def rewrite_bin(
+    table: Table, group: CompactionBin, options: CompactionOptions, attempts: int = 10
+) -> list[DataFile]:
+    """Rewrite one bin and commit the swap; returns the new files.
+
+    Raises ``CommitFailedException`` or ``ValidationException`` when the swap lost a race for
+    good (the new files are then deleted again and the table is unchanged).
+    """
+    spec_id, written = _write_bin(table, group, options)
+    try:
+        _commit_swap(table, group, written, spec_id, attempts)
+    except (CommitFailedException, ValidationException):
+        # These guarantee the commit did not land: the new files are referenced by nothing.
+        _delete_files(table, written)
+        raise
+    return written
+
+
+def compact_table(
+    table: Table,
+    options: CompactionOptions,
+    *,
+    max_bins: int | None = None,
+    stop: threading.Event | None = None,
+) -> CompactionResult:
+    """Compact every qualifying partition of the table, one commit per bin."""
+    started = time.monotonic()
+    result = CompactionResult(".".join(table.name()))
+    table.refresh()
+    ensure_compaction_properties(table)
+    files = [t.file for t in table.scan().plan_files()]
+    result.files_before = len(files)
+    result.bytes_before = sum(f.file_size_in_bytes for f in files)
+    bins = plan_compaction(table, options)
+    result.bins = len(bins)
+    for group in bins[:max_bins]:
+        if stop is not None and stop.is_set():
+            break
+        try:
+            written = rewrite_bin(table, group, options)
+        except (CommitFailedException, ValidationException) as exc:
+            result.conflicts += 1
+            log.info(
+                "compaction of a %s partition lost a race (%s); re-planned next run",
+                result.table,
+                exc,
+            )
+            table.refresh()
+            continue
+        result.commits += 1
+        result.files_rewritten += len(group.files)
+        result.files_written += len(written)
+        result.rows_rewritten += group.rows
+    table.refresh()
+    after = [t.file for t in table.scan().plan_files()]
+    result.files_after = len(after)
+    result.bytes_after = sum(f.file_size_in_bytes for f in after)
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
