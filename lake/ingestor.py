@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message
@@ -82,9 +82,10 @@ class KafkaSource:
     def poll(self, max_records: int, timeout: float) -> list[Record]:
         records = []
         for msg in self.consumer.consume(num_messages=max_records, timeout=timeout):
-            if msg.error() is not None:
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error: %s", msg.error())
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", error)
                 continue
             records.append(_record(msg))
         return records
@@ -115,13 +116,13 @@ class KafkaSource:
 
 
 def _record(msg: Message) -> Record:
-    headers = msg.headers() or ()
+    headers = cast(list[tuple[str, bytes]], msg.headers() or [])
     return Record(
-        topic=msg.topic(),
-        partition=msg.partition(),
-        offset=msg.offset(),
-        key=msg.key(),
-        value=msg.value(),
+        topic=cast(str, msg.topic()),
+        partition=cast(int, msg.partition()),
+        offset=cast(int, msg.offset()),
+        key=cast(bytes | None, msg.key()),
+        value=cast(bytes | None, msg.value()),
         headers=tuple(headers),
     )
 
@@ -155,7 +156,7 @@ class LakeIngestor:
         self.committed_rows = 0
         self.commits = 0
         #: seconds spent per stage (consume, flatten, arrow, write, commit, checkpoint)
-        self.timings: Counter[str] = Counter()
+        self.timings: defaultdict[str, float] = defaultdict(float)
 
     # -- rebalance -------------------------------------------------------------------------
     def _on_assign(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:

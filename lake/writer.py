@@ -47,7 +47,7 @@ class AssertOffsets(ValidatableTableRequirement):
     type: Literal["assert-emberlake-offsets"] = Field(default="assert-emberlake-offsets")
     expected: dict[str, str | None]
 
-    def validate(self, base_metadata: TableMetadata | None) -> None:
+    def validate(self, base_metadata: TableMetadata | None) -> None:  # type: ignore[override]
         if base_metadata is None:
             raise CommitFailedException("Requirement failed: current table metadata is missing")
         moved = {
@@ -155,8 +155,9 @@ class IcebergWriter:
             written.extend(f.file_path for f in files)
             wrote = time.perf_counter()
             # Fail rather than let pyiceberg's retry relabel files written under an older spec.
-            tx._stage((), (AssertDefaultSpecId(default_spec_id=tx.table_metadata.default_spec_id),))
-            tx._stage((), (_offsets_requirement(job.expected, job.offsets),))
+            spec = AssertDefaultSpecId(default_spec_id=tx.table_metadata.default_spec_id)  # type: ignore[call-arg]
+            tx._stage((), (spec,))
+            tx._stage((), (_offsets_requirement(job.expected, job.offsets),))  # type: ignore[arg-type]
             with tx.update_snapshot(snapshot_properties=job.summary).fast_append() as append:
                 for data_file in files:
                     append.append_data_file(data_file)
