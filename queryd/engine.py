@@ -6,21 +6,21 @@ by Iceberg field id: files written before a column was renamed or added read cor
 by name would not). Then the connection is locked: file access only to exactly those files, no
 extensions, no configuration changes. Timeouts interrupt the connection from a timer thread.
 
-TODO: time-window predicates are left to DuckDB's Parquet row-group statistics; pruning whole
-files with the Iceberg manifests (``scan(row_filter=...)``) would skip opening them at all.
+Files whose timestamp bounds (from the manifests) lie outside the query's time window are left
+out of the view (:mod:`queryd.pruning`); DuckDB's Parquet statistics skip row groups within the
+files that remain.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
+from pyiceberg.types import TimestampType, TimestamptzType
 
 from emberlake.errors import (
     InvalidSQL,
@@ -31,13 +31,13 @@ from emberlake.errors import (
 )
 from emberlake.settings import Settings
 from lake.catalog import open_catalog
+from queryd.databases import ConstantEvaluator, SpareDatabases, interrupt
 from queryd.guard import CheckedQuery, check_query
+from queryd.pruning import Window, reads_clock, window_bounds
 from queryd.scans import IcebergScanPlanner, TableScan
 from queryd.typemap import duckdb_type, quote_identifier, quote_literal
 
 log = logging.getLogger(__name__)
-
-DuckDBConfig = dict[str, str | bool | int | float | list[str]]
 
 #: Rows per Arrow batch pulled from DuckDB; the row limit is checked between batches.
 BATCH_ROWS = 8192
@@ -73,6 +73,8 @@ class QueryResult:
     elapsed_ms: float
     #: Table name -> snapshot id read (None for a table with no snapshot yet).
     snapshots: dict[str, int | None] = field(default_factory=dict)
+    #: Table name -> (files read, files in the snapshot): what time-window pruning left.
+    files: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def row_count(self) -> int:
@@ -102,54 +104,6 @@ def view_sql(scan: TableScan) -> str:
     )
 
 
-class SpareDatabases:
-    """Fresh in-memory DuckDB databases opened ahead of time on a background thread.
-
-    Opening one costs 15-35 ms, a large part of a small query's latency; every query still gets
-    a database of its own, locked down after its views are created, and never reused.
-    """
-
-    def __init__(self, config: DuckDBConfig, spares: int) -> None:
-        self._config = config
-        self._ready: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
-        self._opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-open")
-        self._closed = False
-        for _ in range(spares):
-            self._opener.submit(self._open_one)
-
-    def open(self) -> duckdb.DuckDBPyConnection:
-        """A new database, from the spares if one is ready; a replacement is opened behind it."""
-        try:
-            con = self._ready.get_nowait()
-        except queue.Empty:
-            con = duckdb.connect(":memory:", config=self._config)
-        try:
-            self._opener.submit(self._open_one)
-        except RuntimeError:  # closed: no more spares
-            pass
-        return con
-
-    def discard(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Close a used database off the caller's path (closing takes a few milliseconds)."""
-        try:
-            self._opener.submit(con.close)
-        except RuntimeError:
-            con.close()
-
-    def _open_one(self) -> None:
-        if not self._closed:
-            self._ready.put(duckdb.connect(":memory:", config=self._config))
-
-    def close(self) -> None:
-        self._closed = True
-        self._opener.shutdown(wait=True, cancel_futures=True)
-        while True:
-            try:
-                self._ready.get_nowait().close()
-            except queue.Empty:
-                return
-
-
 class DuckDBEngine:
     """Runs checked SQL for one tenant over its Iceberg tables."""
 
@@ -171,10 +125,45 @@ class DuckDBEngine:
             },
             spares,
         )
+        self.constants = ConstantEvaluator()
 
     def close(self) -> None:
         """Close the spare databases (queries in flight finish on their own)."""
         self.databases.close()
+        self.constants.close()
+
+    def prune(self, scan: TableScan, checked: CheckedQuery, timeout: float) -> TableScan:
+        """The scan without the files the query's time window rules out (see queryd.pruning)."""
+        stamps = {
+            f.name: f
+            for f in scan.schema.fields
+            if isinstance(f.field_type, TimestampType | TimestamptzType)
+        }
+        if not stamps or not scan.files:
+            return scan
+        names = [f.name for f in scan.schema.fields]
+        windows: dict[int, Window] = {}
+        for bound in window_bounds(checked.tree, scan.name, stamps, names):
+            column = stamps[bound.column]
+            value = self.constants.micros(
+                bound.expr, isinstance(column.field_type, TimestamptzType)
+            )
+            if value is None:
+                continue
+            if bound.strict:  # timestamps are whole microseconds: x < v is x <= v - 1
+                value += 1 if bound.side == "low" else -1
+            if bound.side == "high" and reads_clock(bound.expr):
+                # The query reads the clock a little later than we did: widen by its lifetime.
+                value += int((timeout + 60.0) * 1_000_000)
+            window = windows.get(column.field_id, Window())
+            windows[column.field_id] = window.narrowed(bound.side, value)
+        if not windows:
+            return scan
+        keep = [
+            all(w.overlaps(*bounds.get(fid, (None, None))) for fid, w in windows.items())
+            for bounds in scan.file_bounds
+        ]
+        return scan.keeping(keep)
 
     def check(self, tenant: str, sql: str) -> CheckedQuery:
         """Guard the SQL against the tenant's table names (raises QueryRejected/NotFound)."""
@@ -198,13 +187,18 @@ class DuckDBEngine:
         limit = cfg.max_rows if max_rows is None else min(max_rows, cfg.max_rows)
         seconds = cfg.timeout_seconds if timeout is None else timeout
         started = time.perf_counter()
-        scans = [self.planner.scan(tenant, name) for name in checked.tables]
+        scans = [
+            self.prune(self.planner.scan(tenant, name), checked, seconds) for name in checked.tables
+        ]
         try:
             columns, table, truncated = self._execute(scans, checked.sql, limit, seconds)
         except duckdb.IOException as exc:
             # A file of the planned snapshot may have been removed once a newer snapshot
             # replaced it (compaction, then expiry and orphan removal): plan again, once.
-            fresh = [self.planner.scan(tenant, name) for name in checked.tables]
+            fresh = [
+                self.prune(self.planner.scan(tenant, name), checked, seconds)
+                for name in checked.tables
+            ]
             if [s.snapshot_id for s in fresh] == [s.snapshot_id for s in scans]:
                 raise _translate(exc) from None
             log.info("data files changed under a query; retrying on the newer snapshots")
@@ -220,6 +214,7 @@ class DuckDBEngine:
             truncated=truncated,
             elapsed_ms=(time.perf_counter() - started) * 1000.0,
             snapshots={s.name: s.snapshot_id for s in scans},
+            files={s.name: (len(s.files), s.total_files) for s in scans},
         )
 
     def _execute(
@@ -227,7 +222,7 @@ class DuckDBEngine:
     ) -> tuple[tuple[Column, ...], pa.Table, bool]:
         """One attempt: DuckDB errors become emberlake errors, except I/O errors (retried)."""
         con = self._connect(scans)
-        timer = threading.Timer(seconds, _interrupt, [con])
+        timer = threading.Timer(seconds, interrupt, [con])
         timer.daemon = True
         timer.start()
         try:
@@ -290,13 +285,6 @@ def _fetch(
     table = pa.Table.from_batches(batches, schema=reader.schema)
     truncated = table.num_rows > limit
     return columns, table.slice(0, limit) if truncated else table, truncated
-
-
-def _interrupt(con: duckdb.DuckDBPyConnection) -> None:
-    try:
-        con.interrupt()
-    except duckdb.Error:  # already closed: the query finished as the timer fired
-        pass
 
 
 def _translate(exc: duckdb.Error) -> Exception:

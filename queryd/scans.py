@@ -6,19 +6,23 @@ with many files; a snapshot never changes, so plans are cached per (table, snaps
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
 from fsspec.implementations.arrow import ArrowFSWrapper
 from pyiceberg.catalog import Catalog
+from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.io.pyarrow import PyArrowFileIO
+from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.types import PrimitiveType, TimestampType, TimestamptzType
 
 from emberlake.errors import LakeError, NotFound
 
@@ -32,6 +36,12 @@ def local_path(location: str) -> str:
     return location
 
 
+#: (lower, upper) bound of a column in one file; None where the manifest has none.
+Bounds = tuple[int | None, int | None]
+#: A snapshot's data files and their timestamp bounds, as cached.
+Plan = tuple[tuple[str, ...], tuple[Mapping[int, Bounds], ...]]
+
+
 @dataclass(frozen=True)
 class TableScan:
     """What one query reads of one table: its schema and the current snapshot's data files."""
@@ -43,6 +53,19 @@ class TableScan:
     files: tuple[str, ...]
     #: fsspec file systems DuckDB must be given to read remote files (s3://...), by protocol.
     filesystems: Mapping[str, Any] = field(default_factory=dict)
+    #: Per file (same order as ``files``): field id -> (lower, upper) bound of its timestamps,
+    #: in microseconds, from the manifests; a field without bounds is absent.
+    file_bounds: tuple[Mapping[int, Bounds], ...] = ()
+    #: Files in the snapshot, before any pruning.
+    total_files: int = 0
+
+    def keeping(self, keep: Sequence[bool]) -> TableScan:
+        """The same scan over only the files marked True."""
+        return dataclasses.replace(
+            self,
+            files=tuple(f for f, k in zip(self.files, keep, strict=True) if k),
+            file_bounds=tuple(b for b, k in zip(self.file_bounds, keep, strict=True) if k),
+        )
 
 
 class IcebergScanPlanner:
@@ -50,7 +73,7 @@ class IcebergScanPlanner:
 
     def __init__(self, catalog: Catalog, cache_entries: int = 512) -> None:
         self.catalog = catalog
-        self._cache: OrderedDict[tuple[str, int], tuple[str, ...]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int], Plan] = OrderedDict()
         self._cache_entries = cache_entries
         self._lock = threading.Lock()
         self.plans_computed = 0
@@ -77,8 +100,9 @@ class IcebergScanPlanner:
         snapshot = table.current_snapshot()
         identifier = f"{tenant}.{name}"
         files: tuple[str, ...] = ()
+        bounds: tuple[Mapping[int, Bounds], ...] = ()
         if snapshot is not None:
-            files = self._files(identifier, snapshot.snapshot_id, table)
+            files, bounds = self._files(identifier, snapshot.snapshot_id, table)
         return TableScan(
             name=name,
             identifier=identifier,
@@ -86,6 +110,8 @@ class IcebergScanPlanner:
             schema=table.schema(),
             files=files,
             filesystems=self._filesystems(table, files),
+            file_bounds=bounds,
+            total_files=len(files),
         )
 
     def _filesystems(self, table: Table, files: tuple[str, ...]) -> dict[str, Any]:
@@ -113,7 +139,9 @@ class IcebergScanPlanner:
             out[parsed.scheme] = wrapped
         return out
 
-    def _files(self, identifier: str, snapshot_id: int, table: Table) -> tuple[str, ...]:
+    def _files(
+        self, identifier: str, snapshot_id: int, table: Table
+    ) -> tuple[tuple[str, ...], tuple[Mapping[int, Bounds], ...]]:
         key = (identifier, snapshot_id)
         with self._lock:
             cached = self._cache.get(key)
@@ -126,10 +154,32 @@ class IcebergScanPlanner:
             raise LakeError(
                 f"{identifier} has row-level delete files, which queryd cannot apply yet"
             )
-        files = tuple(local_path(task.file.file_path) for task in tasks)
+        timestamps = {
+            f.field_id: f.field_type
+            for f in table.schema().fields
+            if isinstance(f.field_type, TimestampType | TimestamptzType)
+        }
+        plan = (
+            tuple(local_path(task.file.file_path) for task in tasks),
+            tuple(_bounds(task.file, timestamps) for task in tasks),
+        )
         with self._lock:
             self.plans_computed += 1
-            self._cache[key] = files
+            self._cache[key] = plan
             while len(self._cache) > self._cache_entries:
                 self._cache.popitem(last=False)
-        return files
+        return plan
+
+
+def _bounds(data_file: DataFile, fields: Mapping[int, PrimitiveType]) -> dict[int, Bounds]:
+    """Lower and upper bounds of the given timestamp fields in one data file."""
+    lower, upper = data_file.lower_bounds or {}, data_file.upper_bounds or {}
+    out: dict[int, Bounds] = {}
+    for field_id, kind in fields.items():
+        low, high = lower.get(field_id), upper.get(field_id)
+        if low is not None or high is not None:
+            out[field_id] = (
+                None if low is None else int(from_bytes(kind, low)),
+                None if high is None else int(from_bytes(kind, high)),
+            )
+    return out
