@@ -25,6 +25,7 @@ from typing import Any, cast
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message
 from confluent_kafka import TopicPartition as KafkaPartition
+from pyiceberg.table import Table
 
 from emberlake.errors import CommitConflict, LakeError
 from emberlake.settings import Settings
@@ -39,8 +40,10 @@ log = logging.getLogger(__name__)
 #: Records fetched per poll; a record holds a whole export request (often hundreds of rows).
 POLL_RECORDS = 64
 
-#: A step applied to each table's rows before the commit (e.g. adding promoted columns).
-RowsHook = Callable[[TableRef, pa.Table], pa.Table]
+#: A step applied to each table's rows before the commit, given the (current) table: returns the
+#: rows to write (e.g. with promoted ``attr_*`` columns, Arrow fields carrying a ``doc``) and
+#: table properties to set in the same commit (e.g. the schema inference state).
+RowsHook = Callable[[Table, pa.Table], tuple[pa.Table, dict[str, str]]]
 
 
 class KafkaSource:
@@ -265,8 +268,10 @@ class LakeIngestor:
     def _commit_table(
         self, ref: TableRef, rows: pa.Table, partitions: set[TopicPartition], batch: Batch
     ) -> None:
+        properties: dict[str, str] = {}
         for hook in self.hooks:
-            rows = hook(ref, rows)
+            rows, extra = hook(self.writer.table(*ref), rows)
+            properties.update(extra)
         keys = {tp: offset_property(self.cluster_id, *tp) for tp in partitions}
         job = TableAppend(
             namespace=ref[0],
@@ -274,6 +279,7 @@ class LakeIngestor:
             rows=rows,
             offsets={keys[tp]: batch.ends[tp] for tp in partitions},
             expected={keys[tp]: self._committed(ref, tp) for tp in partitions},
+            properties=properties,
         )
         self.writer.append(job)
         self.timings["write"] += self.writer.last_write_seconds

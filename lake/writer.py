@@ -71,6 +71,8 @@ class TableAppend:
     offsets: dict[str, int]
     #: offset property -> the value the writer believes is stored now (None: absent)
     expected: dict[str, int | None]
+    #: Other table properties to set in the same commit (e.g. schema inference state).
+    properties: dict[str, str] = field(default_factory=dict)
     summary: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -161,7 +163,9 @@ class IcebergWriter:
             with tx.update_snapshot(snapshot_properties=job.summary).fast_append() as append:
                 for data_file in files:
                     append.append_data_file(data_file)
-            tx.set_properties({key: str(value) for key, value in job.offsets.items()})
+            tx.set_properties(
+                {**job.properties, **{key: str(value) for key, value in job.offsets.items()}}
+            )
         self.last_write_seconds = wrote - started
         self.last_commit_seconds = time.perf_counter() - wrote
 

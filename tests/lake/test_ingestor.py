@@ -134,3 +134,31 @@ def test_a_dropped_batch_is_read_again_from_the_checkpoint(settings: Settings) -
         counts = wait_for_seqs(settings, "acme.spans", set(range(300)))
     assert conflicts == ["acme.spans"]
     assert set(counts.values()) == {1}
+
+
+def test_hooks_add_columns_and_properties_in_the_same_commit(settings: Settings) -> None:
+    import pyarrow as pa
+    from pyiceberg.table import Table
+
+    from lake.flatten.common import DOC_KEY
+    from lake.ingestor import build_ingestor
+
+    ensure_emberlake_topics(settings)
+    produce(settings, "spans", [("acme", "a", spans_request("a", range(10)).SerializeToString())])
+
+    def promote_route(table: Table, rows: pa.Table) -> tuple[pa.Table, dict[str, str]]:
+        routes = pa.array([dict(a)["http.route"] for a in rows.column("attributes").to_pylist()])
+        field = pa.field(
+            "attr_http_route", pa.string(), metadata={DOC_KEY: b"attribute http.route"}
+        )
+        return rows.append_column(field, routes), {"test.hook.rows": str(rows.num_rows)}
+
+    ingestor = build_ingestor(settings, hooks=[promote_route])
+    ingestor.subscribe()
+    wait_for(lambda: ingestor.poll_once() >= 0 and ingestor.committed_rows >= 10, 60, 0)
+    ingestor.source.close()
+    table = open_catalog(settings).load_table("acme.spans")
+    assert table.schema().find_field("attr_http_route").doc == "attribute http.route"
+    assert table.properties["test.hook.rows"] == "10"
+    routes = table.scan().to_arrow().column("attr_http_route").to_pylist()
+    assert sorted(routes) == sorted(f"/r/{i % 5}" for i in range(10))
