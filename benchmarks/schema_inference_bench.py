@@ -6,12 +6,14 @@ kinds and cardinalities, 8 resource attributes, 4 services) and measures, in one
 
 - ``flatten``: the lake's span flattener alone (the baseline);
 - ``flatten+kinds``: the same flattener recording each attribute leaf's OTLP kind next to its
-  text (the one change the flattener needs to feed inference);
+  text and keeping its ids array (the change the flattener needs to feed inference, which then
+  reads its interned entry table: each distinct value is parsed once);
 - ``flatten+inference``: that, plus ``infer_batch`` (observe, decide, typed columns, column
   statistics) on record and resource attributes, in steady state (columns already promoted);
 - ``extract+inference``: the slow path that walks ``KeyValue`` protos itself, for comparison.
 
     python -m benchmarks.schema_inference_bench [--batches 10] [--requests 10] [--rounds 3]
+        [--low-cardinality]
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from lake.flatten.common import AttributeColumn, ResourceScope, parse, render
+from lake.flatten.common import STRING_MAP, AttributeColumn, ResourceScope, parse, render
 from lake.flatten.spans import SpanColumns
 from lake.schema_inference import (
     Attributes,
@@ -117,7 +119,7 @@ KEYS = [
 ]
 
 
-def make_requests(count: int, seed: int = 7) -> list[bytes]:
+def make_requests(count: int, seed: int = 7, low_cardinality: bool = False) -> list[bytes]:
     rng = random.Random(seed)
     out = []
     for r in range(count):
@@ -136,6 +138,8 @@ def make_requests(count: int, seed: int = 7) -> list[bytes]:
         )
         spans = []
         for i in range(SPANS_PER_REQUEST):
+            if low_cardinality:
+                rng.seed(i % 40)  # 40 value patterns: the flattener's leaf cache mostly hits
             attributes = [KeyValue(key=key, value=_value(rng, i, f)) for f, key in enumerate(KEYS)]
             spans.append(
                 Span(
@@ -174,11 +178,25 @@ class KindedAttributeColumn(AttributeColumn):
         super().__init__()
         self.decode = _decode_with_kind
         self.entries = [("", None, 0)]
+        self.id_array = pa.array([], pa.int32())
+        self.table: tuple[pa.Array, pa.Array, Any] = (pa.array([]), pa.array([]), ())
 
-    def kinds(self) -> pa.Array:
-        """Kind code of every attribute, by the same ids the map column is taken with."""
-        table = pa.array([e[2] for e in self.entries], pa.int8())
-        return table.take(pa.array(self.ids, pa.int32()))
+    def to_arrow(self) -> pa.MapArray:
+        # As the flattener's, but keeping the entry table and ids for inference.
+        keys, texts, kinds = zip(*self.entries, strict=True)
+        self.table = (pa.array(keys, pa.string()), pa.array(texts, pa.string()), kinds)
+        self.id_array = pa.array(self.ids, pa.int32())
+        return pa.MapArray.from_arrays(
+            pa.array(self.offsets, pa.int32()),
+            self.table[0].take(self.id_array),
+            self.table[1].take(self.id_array),
+            type=STRING_MAP,
+        )
+
+    def attributes(self) -> Attributes:
+        """The batch's record attributes in interned form: entry table plus ids."""
+        keys, texts, kinds = self.table
+        return Attributes.from_interned(self.offsets, self.id_array, keys, texts, kinds)
 
 
 class KindedResourceScope(ResourceScope):
@@ -241,9 +259,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--requests", type=int, default=10, help="requests per batch")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--low-cardinality", action="store_true", help="attribute values from a few dozen each"
+    )
     args = parser.parse_args(argv)
 
-    batches = [make_requests(args.requests, seed=b) for b in range(args.batches)]
+    batches = [
+        make_requests(args.requests, seed=b, low_cardinality=args.low_cardinality)
+        for b in range(args.batches)
+    ]
     rows = sum(len(b) for b in batches) * SPANS_PER_REQUEST
     policy = PromotionPolicy(min_batches=1)
 
@@ -257,7 +281,7 @@ def main(argv: list[str]) -> None:
     state = InferenceState()
     for requests in batches[:2]:
         columns, table = flatten(KindedSpanColumns, requests)
-        record = Attributes.from_map(table["attributes"], columns.attributes.kinds())
+        record = columns.attributes.attributes()
         batch = {"record": record, "resource": columns.rs.attributes()}
         infer_batch(state, policy, batch, 1)
     print(f"promoted columns: {len(state.columns)} of {len(KEYS) + 8} keys")
@@ -272,7 +296,7 @@ def main(argv: list[str]) -> None:
         )
 
         def infer() -> Any:
-            record = Attributes.from_map(table["attributes"], columns.attributes.kinds())
+            record = columns.attributes.attributes()
             batch = {"record": record, "resource": columns.rs.attributes()}
             return infer_batch(state, policy, batch, 10 + b)
 

@@ -4,10 +4,13 @@ An :class:`Attributes` is exactly what the flattener puts into a ``map<string,st
 (per-row offsets, keys, values rendered as text) plus one more array: the OTLP kind of each value.
 Type inference needs nothing else: a typed value is recovered from its text by an Arrow cast (the
 text rendering of ints, doubles and bools round-trips exactly), so promotion costs the flattener
-one extra list append per attribute and the rest runs in Arrow and NumPy.
+one kind per distinct leaf and the rest runs in Arrow and NumPy.
 
-Three ways in:
+Four ways in, fastest first:
 
+- :meth:`Attributes.from_interned`: the flattener's interned form, an entry table (key, text,
+  kind of each distinct leaf) plus the entry id of every attribute: each distinct value is
+  converted once, and distinct counts come from the entries without hashing the column;
 - :meth:`Attributes.from_map`: the flattener's own map column plus a parallel list of kinds;
 - :func:`extract`: one pass over OTLP ``KeyValue`` protos per row, producing the map too (use its
   :attr:`Attributes.map_array` as the map column, so the protos are walked once);
@@ -48,24 +51,36 @@ MAP_TYPE = pa.map_(pa.string(), pa.string())
 
 
 class Attributes:
-    """Attribute keys, text values and kinds of one scope over the rows of one batch."""
+    """Attribute keys, text values and kinds of one scope over the rows of one batch.
+
+    Values live in an *entry table* (key, text, kind per entry); each attribute names its entry
+    by ``ids``, or is its own entry when ``ids`` is None. The flattener interns repeated leaves
+    (the same ``http.method=GET`` on every span), so handing over its entry table and ids lets
+    inference parse each distinct value once.
+    """
 
     def __init__(
         self,
         offsets: np.ndarray,
-        keys: pa.Array,
-        texts: pa.Array,
-        kinds: np.ndarray,
+        entry_keys: pa.Array,
+        entry_texts: pa.Array,
+        entry_kinds: np.ndarray,
+        ids: np.ndarray | None = None,
         row_index: np.ndarray | None = None,
     ) -> None:
-        if not len(keys) == len(texts) == len(kinds) == int(offsets[-1]):
-            raise ValueError("keys, texts and kinds must have one entry per attribute")
+        if not len(entry_keys) == len(entry_texts) == len(entry_kinds):
+            raise ValueError("entry keys, texts and kinds must have the same length")
+        attributes = len(entry_keys) if ids is None else len(ids)
+        if attributes != int(offsets[-1]):
+            raise ValueError("offsets must end at the number of attributes")
         #: Base row i's attributes are positions offsets[i]:offsets[i+1] (int64, starts at 0).
         self.offsets = offsets
-        self.keys = keys
-        self.texts = texts
-        #: Kind code per attribute (index into ``types.KIND_ORDER``), int8.
-        self.kinds = kinds
+        self.entry_keys = entry_keys
+        self.entry_texts = entry_texts
+        #: Kind code per entry (index into ``types.KIND_ORDER``), int8.
+        self.entry_kinds = entry_kinds
+        #: Entry of every attribute (int64), or None when each attribute is its own entry.
+        self.ids = ids
         #: Base row of each batch row, when base rows repeat (see :meth:`take`); else None.
         self.row_index = row_index
         self.base_rows = len(offsets) - 1
@@ -87,6 +102,26 @@ class Attributes:
             pa.array(keys, pa.string()),
             pa.array(texts, pa.string()),
             _kind_codes(kinds),
+        )
+
+    @classmethod
+    def from_interned(
+        cls,
+        offsets: Sequence[int] | np.ndarray | pa.Array,
+        ids: Sequence[int] | np.ndarray | pa.Array,
+        keys: Sequence[str] | pa.Array,
+        texts: Sequence[str | None] | pa.Array,
+        kinds: Sequence[int | str] | np.ndarray | pa.Array,
+    ) -> Attributes:
+        """From an entry table (``keys``, ``texts``, ``kinds`` per distinct leaf) and the entry
+        ``ids`` of every attribute, rows delimited by ``offsets``: the flattener's interned form.
+        """
+        return cls(
+            _int64(offsets),
+            keys if isinstance(keys, pa.Array) else pa.array(keys, pa.string()),
+            texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string()),
+            _kind_codes(kinds),
+            _int64(ids),
         )
 
     @classmethod
@@ -150,7 +185,9 @@ class Attributes:
         index = np.asarray(rows, dtype=np.int64)
         if self.row_index is not None:
             index = self.row_index[index]
-        return Attributes(self.offsets, self.keys, self.texts, self.kinds, index)
+        return Attributes(
+            self.offsets, self.entry_keys, self.entry_texts, self.entry_kinds, self.ids, index
+        )
 
     def expand(self, base_column: pa.Array) -> pa.Array:
         """A column over the base rows, as a column over the batch's rows."""
@@ -159,6 +196,24 @@ class Attributes:
         return base_column.take(pa.array(self.row_index))
 
     # -- derived views ------------------------------------------------------------------------
+
+    @cached_property
+    def keys(self) -> pa.Array:
+        """Key of every attribute."""
+        return self._per_attribute(self.entry_keys)
+
+    @cached_property
+    def texts(self) -> pa.Array:
+        """Text value of every attribute."""
+        return self._per_attribute(self.entry_texts)
+
+    @cached_property
+    def kinds(self) -> np.ndarray:
+        """Kind code of every attribute."""
+        return self.entry_kinds if self.ids is None else self.entry_kinds[self.ids]
+
+    def _per_attribute(self, entries: pa.Array) -> pa.Array:
+        return entries if self.ids is None else entries.take(pa.array(self.ids))
 
     @cached_property
     def map_array(self) -> pa.MapArray:
@@ -182,16 +237,20 @@ class Attributes:
         return np.bincount(self.row_index, minlength=self.base_rows)
 
     @cached_property
-    def key_groups(self) -> dict[str, np.ndarray]:
-        """Attribute positions of each distinct key, ascending."""
-        if len(self.keys) == 0:
-            return {}
-        encoded = self.keys.dictionary_encode()
+    def _codes(self) -> tuple[list[str], np.ndarray]:
+        """Distinct keys, and the key code of every attribute."""
+        encoded = self.entry_keys.dictionary_encode()
         names = encoded.dictionary.to_pylist()
         codes = encoded.indices.to_numpy(zero_copy_only=False)
         if len(names) <= np.iinfo(np.int16).max:
-            codes = codes.astype(np.int16)  # NumPy sorts 16-bit ints stably by radix: O(n)
-        order = np.argsort(codes, kind="stable")
+            codes = codes.astype(np.int16)
+        return names, codes if self.ids is None else codes[self.ids]
+
+    @cached_property
+    def key_groups(self) -> dict[str, np.ndarray]:
+        """Attribute positions of each distinct key, ascending."""
+        names, codes = self._codes
+        order = np.argsort(codes, kind="stable")  # radix sort for 16-bit codes: O(n)
         bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
         return {
             name: order[bounds[i] : bounds[i + 1]]
@@ -199,25 +258,61 @@ class Attributes:
             if bounds[i + 1] > bounds[i]
         }
 
+    def entries_of(self, positions: np.ndarray) -> np.ndarray:
+        """Entry of each attribute position."""
+        return positions if self.ids is None else self.ids[positions]
+
+    def entry_table(self, keys: Sequence[str]) -> np.ndarray:
+        """Entry of each key's value in each base row (``base_rows x len(keys)``), -1 if none.
+
+        A key repeated within a row gives its last value.
+        """
+        width = len(keys)
+        table = np.full((self.base_rows, width), -1, dtype=np.int64)
+        if not width or not int(self.offsets[-1]):
+            return table
+        names, codes = self._codes
+        index = {name: i for i, name in enumerate(names)}
+        column_of = np.full(len(names), -1, dtype=np.int64)
+        for j, key in enumerate(keys):
+            if key in index:
+                column_of[index[key]] = j
+        columns = column_of[codes]
+        picked = np.flatnonzero(columns >= 0)
+        cells = self.row_of[picked] * width + columns[picked]
+        entries = self.entries_of(picked)
+        flat = table.reshape(-1)
+        flat[cells] = entries
+        if np.count_nonzero(flat >= 0) != len(cells):
+            # A key repeated within a row: keep the last occurrence explicitly.
+            _, first_from_end = np.unique(cells[::-1], return_index=True)
+            last = len(cells) - 1 - first_from_end
+            flat[cells[last]] = entries[last]
+        return table
+
+    @cached_property
+    def _kind_counts(self) -> dict[str, dict[int, int]]:
+        names, codes = self._codes
+        width = len(KIND_ORDER)
+        weights = None if self.row_index is None else self.multiplicity[self.row_of]
+        combined = codes.astype(np.int64) * width + self.kinds
+        table = np.bincount(combined, weights=weights, minlength=len(names) * width)
+        out: dict[str, dict[int, int]] = {}
+        for i, counts in enumerate(table.reshape(len(names), width).tolist()):
+            found = {code: int(n) for code, n in enumerate(counts) if n}
+            if found:
+                out[names[i]] = found
+        return out
+
     def kind_counts(self) -> dict[str, dict[int, int]]:
         """For every key in the batch, how many values of each kind code it had."""
-        kinds = self.kinds
-        weights = None if self.row_index is None else self.multiplicity[self.row_of]
-        out: dict[str, dict[int, int]] = {}
-        for key, positions in self.key_groups.items():
-            ks = kinds[positions]
-            first = int(ks[0])
-            if (ks == first).all():
-                total = len(ks) if weights is None else int(weights[positions].sum())
-                if total:
-                    out[key] = {first: total}
-                continue
-            w = None if weights is None else weights[positions]
-            counts = np.bincount(ks, weights=w)
-            found = {code: int(n) for code, n in enumerate(counts.tolist()) if n}
-            if found:
-                out[key] = found
-        return out
+        return self._kind_counts if int(self.offsets[-1]) else {}
+
+
+def _int64(values: Sequence[int] | np.ndarray | pa.Array) -> np.ndarray:
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        values = values.to_numpy(zero_copy_only=False)
+    return np.asarray(values, dtype=np.int64)
 
 
 def _kind_codes(kinds: Sequence[int | str] | np.ndarray | pa.Array) -> np.ndarray:

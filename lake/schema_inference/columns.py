@@ -5,10 +5,12 @@ Each active column takes the values of its key that its type accepts without los
 map, which the flattener fills with every attribute, so no value is ever dropped. Superseded
 columns get all-null arrays, so the batch always carries every promoted column.
 
-Typed values are recovered from the map text with Arrow casts (the text of ints, doubles and
-bools round-trips exactly), grouped by key with NumPy: no per-value Python work. A text that does
-not parse as its declared kind (only possible with malformed input) is left out of the typed
-column rather than failing the batch.
+How: each entry of the batch's entry table is converted once per column type with an Arrow cast
+(the text of ints, doubles and bools round-trips exactly); one NumPy scatter gives, for every
+promoted key and row, the entry of the key's last value in that row; each column is then a
+single Arrow ``take``. No per-value Python work. A text that does not parse as its declared kind
+(only possible with malformed input) is left out of the typed column rather than failing the
+batch.
 """
 
 from __future__ import annotations
@@ -44,20 +46,24 @@ def build_columns(
     """Arrays for every promoted column (by name), and their statistics recorded in ``state``."""
     scoped = {Scope(scope): attrs for scope, attrs in batch.items()}
     n_rows = batch_rows(scoped)
+    active = [c for c in decisions.columns if c.active and c.scope in scoped]
+    building = {c.name for c in active}
+    tables = {
+        scope: (scoped[scope].entry_table([c.key for c in active if c.scope is scope]), 0)
+        for scope in {c.scope for c in active}
+    }
     out: dict[str, pa.Array] = {}
     for column in decisions.columns:
-        kind = arrow_type(column.type)
-        if not column.active:
-            out[column.name] = pa.nulls(n_rows, kind)
+        if column.name not in building:
+            out[column.name] = pa.nulls(n_rows, arrow_type(column.type))
             continue
-        attrs = scoped.get(column.scope)
-        positions = attrs.key_groups.get(column.key) if attrs is not None else None
-        if attrs is None or positions is None:
-            array, unconverted = pa.nulls(n_rows, kind), 0
-        else:
-            array, unconverted = typed_values(attrs, positions, column.type)
+        table, j = tables[column.scope]
+        tables[column.scope] = (table, j + 1)
+        array, unconverted, distinct = _column(
+            scoped[column.scope], column.key, column.type, table[:, j]
+        )
         out[column.name] = array
-        state.columns[column.name].stats.add(array, unconverted, timestamp_us)
+        state.columns[column.name].stats.add(array, unconverted, timestamp_us, distinct)
     return out
 
 
@@ -74,50 +80,67 @@ def promoted_fields(decisions: Decisions) -> list[pa.Field]:
 
 
 def typed_values(
-    attrs: Attributes, positions: np.ndarray, column_type: ColumnType
-) -> tuple[pa.Array, int]:
-    """One column over the batch's rows from a key's attribute ``positions``.
+    attrs: Attributes, key: str, column_type: ColumnType
+) -> tuple[pa.Array, int, pa.Array | None]:
+    """One column over the batch's rows from a key's values.
 
-    Returns the array and how many non-empty values of the key it could not hold.
+    Returns the array, how many non-empty values of the key it could not hold, and (when cheap
+    to know, from interned entries) its distinct values, else None.
     """
-    base, nonempty_rows = _typed_base(attrs, positions, column_type)
-    if attrs.row_index is None:
-        array, nonempty = base, len(nonempty_rows)
+    return _column(attrs, key, column_type, attrs.entry_table([key])[:, 0])
+
+
+def _column(
+    attrs: Attributes, key: str, column_type: ColumnType, row_entries: np.ndarray
+) -> tuple[pa.Array, int, pa.Array | None]:
+    if attrs.row_index is not None:
+        row_entries = row_entries[attrs.row_index]
     else:
-        array = attrs.expand(base)
-        nonempty = int(attrs.multiplicity[nonempty_rows].sum())
-    return array, nonempty - (len(array) - array.null_count)
+        row_entries = np.ascontiguousarray(row_entries)
+    typed = _typed_entries(attrs, column_type)
+    missing = row_entries < 0
+    if missing.any():
+        array = typed.take(pa.array(row_entries, mask=missing))
+    else:
+        array = typed.take(pa.array(row_entries))
+    distinct = None
+    if attrs.ids is not None:
+        # Distinct entries carry the distinct values: no hashing of the whole column.
+        used = np.flatnonzero(np.bincount(row_entries[~missing], minlength=len(typed)))
+        distinct = typed.take(pa.array(used))
+    counts = attrs.kind_counts().get(key, {})
+    nonempty = sum(n for code, n in counts.items() if code != CODE_EMPTY)
+    return array, nonempty - (len(array) - array.null_count), distinct
 
 
-def _typed_base(
-    attrs: Attributes, positions: np.ndarray, column_type: ColumnType
-) -> tuple[pa.Array, np.ndarray]:
-    """The column over the base rows, and the base row of each non-empty value of the key."""
-    n_rows = attrs.base_rows
-    kinds = attrs.kinds[positions]
-    rows = attrs.row_of[positions]
-    texts = attrs.texts.take(pa.array(positions))
-    nonempty_rows = rows[kinds != CODE_EMPTY]
+def _typed_entries(attrs: Attributes, column_type: ColumnType) -> pa.Array:
+    """Every entry converted to ``column_type``, null where it does not fit; once per type."""
+    cache: dict[ColumnType, pa.Array] = attrs.__dict__.setdefault("_typed_entries", {})
+    found = cache.get(column_type)
+    if found is None:
+        found = cache[column_type] = _convert(attrs.entry_texts, attrs.entry_kinds, column_type)
+    return found
 
+
+def _convert(texts: pa.Array, kinds: np.ndarray, column_type: ColumnType) -> pa.Array:
     ok = _accepted(kinds, column_type)
-    if len(rows) > 1:
-        # Within a row a repeated key keeps only its last value (rows ascend with positions).
-        ok[:-1] &= rows[1:] != rows[:-1]
-    if not ok.all():
-        rows, kinds = rows[ok], kinds[ok]
-        texts = texts.filter(pa.array(ok))
-    values = _cast(texts, column_type)
-    if column_type is ColumnType.DOUBLE and (kinds == CODE_INT).any():
+    if column_type is ColumnType.STRING:
+        return texts if ok.all() else pc.if_else(pa.array(ok), texts, pa.scalar(None, pa.string()))
+    picked = np.flatnonzero(ok)
+    if not len(picked):
+        return pa.nulls(len(texts), arrow_type(column_type))
+    values = _cast(texts.take(pa.array(picked)), column_type)
+    if column_type is ColumnType.DOUBLE:
+        # Ints go into a double column only while exact.
         as_float = values.to_numpy(zero_copy_only=False)
-        exact = ~((kinds == CODE_INT) & ~(np.abs(as_float) < MAX_EXACT_INT))
-        if not exact.all():
-            rows = rows[exact]
-            values = values.filter(pa.array(exact))
-    if len(rows) == n_rows:
-        return values, nonempty_rows  # every row has exactly one value, in row order
-    index = np.full(n_rows, -1, dtype=np.int64)
-    index[rows] = np.arange(len(rows))
-    return values.take(pa.array(index, mask=index < 0)), nonempty_rows
+        inexact = (kinds[picked] == CODE_INT) & ~(np.abs(as_float) < MAX_EXACT_INT)
+        if inexact.any():
+            values = pc.if_else(pa.array(inexact), pa.scalar(None, pa.float64()), values)
+    if len(picked) == len(texts):
+        return values
+    position = np.full(len(texts), -1, dtype=np.int64)
+    position[picked] = np.arange(len(picked))
+    return values.take(pa.array(position, mask=position < 0))
 
 
 def _accepted(kinds: np.ndarray, column_type: ColumnType) -> np.ndarray:

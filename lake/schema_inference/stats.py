@@ -105,6 +105,9 @@ class ColumnStats:
     last_written_us: int | None = None
     examples: list[Any] = field(default_factory=list)
     sketch: DistinctSketch = field(default_factory=DistinctSketch)
+    # Values already in the sketch, for low-cardinality columns: a batch of known values then
+    # costs a set lookup instead of hashing. Not serialised; re-adding a value changes nothing.
+    _seen: set[Any] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def null_fraction(self) -> float:
@@ -114,8 +117,17 @@ class ColumnStats:
     def distinct(self) -> int:
         return round(self.sketch.estimate())
 
-    def add(self, column: pa.Array, unconverted: int, timestamp_us: int) -> None:
-        """Account one batch's array of this column."""
+    def add(
+        self,
+        column: pa.Array,
+        unconverted: int,
+        timestamp_us: int,
+        distinct: pa.Array | None = None,
+    ) -> None:
+        """Account one batch's array of this column.
+
+        ``distinct``: the column's distinct values if already known (repeats are harmless).
+        """
         self.rows += len(column)
         self.unconverted += unconverted
         written = len(column) - column.null_count
@@ -126,13 +138,25 @@ class ColumnStats:
             self.first_written_us = timestamp_us
         if self.last_written_us is None or timestamp_us > self.last_written_us:
             self.last_written_us = timestamp_us
-        uniques = column.unique().drop_null()
-        self.sketch.update(uniques)
+        uniques = (column.unique() if distinct is None else distinct).drop_null()
+        self._sketch(uniques)
         if len(self.examples) < MAX_EXAMPLES:
             for value in uniques.slice(0, MAX_EXAMPLES).to_pylist():
                 example = _example(value)
                 if example not in self.examples and len(self.examples) < MAX_EXAMPLES:
                     self.examples.append(example)
+
+    def _sketch(self, uniques: pa.Array) -> None:
+        if len(uniques) > 64:
+            self.sketch.update(uniques)
+            return
+        values = uniques.to_pylist()
+        seen = self._seen
+        if all(v in seen for v in values):
+            return
+        self.sketch.update(uniques)
+        if len(seen) < 1024:
+            seen.update(values)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -59,7 +59,7 @@ def test_typed_values_match_the_reference(column_type: ColumnType) -> None:
         ("empty", None),
     ]
     attrs = Attributes.from_pairs([["k"]] * len(values), [[v] for v in values])
-    array, unconverted = typed_values(attrs, attrs.key_groups["k"], column_type)
+    array, unconverted, _ = typed_values(attrs, "k", column_type)
     expected = [reference(kind, value, column_type) for kind, value in values]
     got = array.to_pylist()
     for want, have in zip(expected, got, strict=True):
@@ -76,7 +76,7 @@ def test_repeated_key_in_a_row_keeps_the_last_value() -> None:
     attrs = Attributes.from_pairs(
         [["k", "k"], ["k"], []], [[("int", 1), ("int", 2)], [("int", 3)], []]
     )
-    array, unconverted = typed_values(attrs, attrs.key_groups["k"], ColumnType.LONG)
+    array, unconverted, _ = typed_values(attrs, "k", ColumnType.LONG)
     assert array.to_pylist() == [2, 3, None]
     assert unconverted == 1  # the first value of row 0 is only in the map
     assert attrs.map_array.to_pylist()[0] == [("k", "1"), ("k", "2")]
@@ -88,7 +88,7 @@ def test_malformed_text_stays_out_of_the_typed_column() -> None:
         pa.array([0, 1, 2], pa.int32()), pa.array(["k", "k"]), pa.array(["12", "twelve"])
     )
     attrs = Attributes.from_map(column, ["int", "int"])
-    array, unconverted = typed_values(attrs, attrs.key_groups["k"], ColumnType.LONG)
+    array, unconverted, _ = typed_values(attrs, "k", ColumnType.LONG)
     assert array.to_pylist() == [12, None]
     assert unconverted == 1
 
@@ -143,3 +143,49 @@ def test_promoted_fields_carry_docs() -> None:
     ]
     table = pa.Table.from_arrays(list(result.columns.values()), schema=pa.schema(fields))
     assert table.num_rows == 10
+
+
+def _interned(pairs: Any) -> Attributes:
+    """The flattener's form of a batch: distinct (key, text, kind) entries plus ids."""
+    plain = attributes(pairs)
+    entries: dict[tuple[str, str | None, int], int] = {}
+    ids = []
+    for key, text, kind in zip(
+        plain.keys.to_pylist(), plain.texts.to_pylist(), plain.kinds.tolist(), strict=True
+    ):
+        ids.append(entries.setdefault((key, text, kind), len(entries)))
+    keys, texts, kinds = zip(*entries, strict=True)
+    return Attributes.from_interned(plain.offsets, ids, list(keys), list(texts), list(kinds))
+
+
+def test_interned_input_gives_the_same_columns_and_state() -> None:
+    policy = PromotionPolicy(max_columns=16, min_rows=5, min_batches=1, type_noise_fraction=0.05)
+    plain_state, interned_state = InferenceState(), InferenceState()
+    for b, pairs in enumerate(random_batches(seed=21, batches=10, rows=120)):
+        interned = _interned(pairs)
+        assert interned.map_array.to_pylist() == attributes(pairs).map_array.to_pylist()
+        a = infer_batch(plain_state, policy, {"record": attributes(pairs)}, b)
+        b_ = infer_batch(interned_state, policy, {"record": interned}, b)
+        assert a.decisions == b_.decisions
+        assert list(a.columns) == list(b_.columns)
+        for name, column in a.columns.items():
+            pairs_ = zip(column.to_pylist(), b_.columns[name].to_pylist(), strict=True)
+            assert all(x is y or _same(x, y) for x, y in pairs_), name
+
+    def normalised(state: InferenceState) -> dict[str, Any]:
+        data = state.to_dict()
+        for column in data["columns"]:
+            column["stats"]["examples"] = sorted(map(repr, column["stats"]["examples"]))
+        return data
+
+    assert normalised(plain_state) == normalised(interned_state)
+
+
+def test_entry_table_keeps_the_last_value_of_a_repeated_key() -> None:
+    attrs = Attributes.from_interned(
+        [0, 3, 4], [0, 1, 0, 2], ["a", "b", "a"], ["1", "x", "9"], ["int", "string", "int"]
+    )
+    # Row 0: a=1, b=x, a=1 again; row 1: a=9.
+    assert attrs.entry_table(["a", "b", "zzz"]).tolist() == [[0, 1, -1], [2, -1, -1]]
+    dup = Attributes.from_interned([0, 2], [2, 0], ["a", "b", "a"], ["1", "x", "9"], [2, 0, 2])
+    assert dup.entry_table(["a"]).tolist() == [[0]]  # a=9 then a=1: the last one wins
