@@ -82,7 +82,8 @@ def _refusal_message(signal: OtlpSignal, rejected: int, problems: list[str]) -> 
 def split_by_service(signal: OtlpSignal, message: Message, raw: bytes) -> DecodedExport:
     """Validate a parsed request and cut it into one export request per service.
 
-    ``raw`` must be the serialized form of ``message`` (the bytes it was parsed from).
+    ``raw`` must be the serialized form of ``message`` (the bytes it was parsed from). Refused
+    records are removed from ``message`` itself.
     """
     entries: Any = getattr(message, signal.resource_field)
     services = [service_name(entry.resource) for entry in entries]
@@ -93,11 +94,11 @@ def split_by_service(signal: OtlpSignal, message: Message, raw: bytes) -> Decode
     problems: list[str] = []
     for i, entry in enumerate(entries):
         if not entry_is_valid(signal, entry):
-            pruned, refused, why = prune_entry(signal, entry)
-            if refused:
-                rejected += refused
-                problems.extend(why)
-                replaced[i] = None if pruned is None else encode_entry(pruned.SerializeToString())
+            pruning = prune_entry(signal, entry)
+            if pruning.refused:
+                rejected += pruning.refused
+                problems.extend(pruning.problems)
+                replaced[i] = None if pruning.emptied else encode_entry(entry.SerializeToString())
     error_message = _refusal_message(signal, rejected, problems) if rejected else ""
     if not replaced and len(set(services)) == 1:
         return DecodedExport(signal, [ServiceBatch(services[0], raw)])

@@ -3,7 +3,8 @@
 A record with a malformed id is refused alone (OTLP partial success); the rest of the request is
 kept. The check is the one per-record cost of the receiver, so it has two speeds: a quick test
 per scope that only reads id lengths (:func:`entry_is_valid`), and a thorough pass that names
-the problem and removes bad records, run only on entries that failed the quick test.
+the problem and removes bad records (:func:`prune_entry`), run only on scopes that failed the
+quick test.
 
 Rules (OTLP trace/v1, logs/v1, metrics/v1): a span needs a 16-byte trace id and an 8-byte span
 id, its parent span id is empty or 8 bytes, and so are the ids of its links; a log record's and
@@ -13,7 +14,7 @@ an exemplar's trace id is empty or 16 bytes and span id empty or 8 bytes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf.message import Message
 
@@ -121,12 +122,15 @@ def _prune(records: Any, problem_of: Any, problems: list[str]) -> int:
     return refused
 
 
-def _prune_scopes(scopes: Any, records_of: Any, problem_of: Any, problems: list[str]) -> int:
-    # A scope emptied by pruning goes too; one that came empty is left as the client sent it.
+def _prune_scopes(
+    scopes: Any, records_of: Any, looks_valid: Any, problem_of: Any, problems: list[str]
+) -> int:
+    # Only scopes that fail the quick test are examined record by record. A scope emptied by
+    # pruning goes too; one that came empty is left as the client sent it.
     refused = 0
     for i in range(len(scopes) - 1, -1, -1):
         records = records_of(scopes[i])
-        if len(records):
+        if len(records) and not looks_valid(records):
             refused += _prune(records, problem_of, problems)
             if not len(records):
                 del scopes[i]
@@ -150,24 +154,31 @@ def _prune_metrics(scopes: Any, problems: list[str]) -> int:
     return refused
 
 
-def prune_entry(signal: OtlpSignal, entry: Message) -> tuple[Message | None, int, list[str]]:
-    """Remove refused records from a copy of a resource entry.
+class Pruning(NamedTuple):
+    """What :func:`prune_entry` removed."""
 
-    Returns the pruned copy (None when pruning left nothing of it), how many records were
-    refused, and why (one reason per refused record).
-    """
-    pruned: Any = type(entry)()
-    pruned.CopyFrom(entry)
+    refused: int
+    #: Why, one reason per refused record.
+    problems: list[str]
+    #: True when pruning left nothing of the entry: it should not be forwarded at all.
+    emptied: bool
+
+
+def prune_entry(signal: OtlpSignal, entry: Message) -> Pruning:
+    """Remove refused records from a resource entry, in place."""
+    e: Any = entry
     problems: list[str] = []
     if signal.name == "traces":
-        scopes = pruned.scope_spans
-        refused = _prune_scopes(scopes, lambda s: s.spans, span_problem, problems)
+        scopes = e.scope_spans
+        refused = _prune_scopes(
+            scopes, lambda s: s.spans, _spans_look_valid, span_problem, problems
+        )
     elif signal.name == "logs":
-        scopes = pruned.scope_logs
-        refused = _prune_scopes(scopes, lambda s: s.log_records, log_problem, problems)
+        scopes = e.scope_logs
+        refused = _prune_scopes(
+            scopes, lambda s: s.log_records, _logs_look_valid, log_problem, problems
+        )
     else:
-        scopes = pruned.scope_metrics
+        scopes = e.scope_metrics
         refused = _prune_metrics(scopes, problems)
-    if refused and not len(scopes):
-        return None, refused, problems
-    return pruned, refused, problems
+    return Pruning(refused, problems, bool(refused) and not len(scopes))
