@@ -121,6 +121,8 @@ def main(argv: list[str]) -> None:
                 lambda: engine.query("bench", "SELECT 1"), args.repeat
             ),
         }
+        read, total = engine.query("bench", window).files["spans"]
+        print(f"1-hour window reads {read} of {total} files (manifest bounds)")
         with QuerydThread(settings) as server:
             client = QueryClient(server.url, tenant="bench")
             figures["HTTP GROUP BY (all rows)"] = median_ms(
