@@ -24,7 +24,6 @@ import click
 
 from emberlake.broker import EmbeddedBroker, broker_for
 from emberlake.settings import Settings, to_env
-from emberlake.status import wait_drained
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,6 @@ class Supervisor:
         self.running: dict[str, Running] = {}
         self._stopping = threading.Event()
         self.logs = settings.data_path / "logs"
-        self.run_dir = settings.data_path / "run"
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -172,7 +170,8 @@ class Supervisor:
         log.info("stopped %s", run.component.name)
 
     def _stop_components(self) -> None:
-        """Stop intake, let the writer drain what the broker holds into the lake, stop the rest."""
+        """Stop intake, then the writer (which drains what the broker holds into the lake before
+        it exits), then the rest."""
         order = ["receiver", "writer"] + [
             c.name for c in reversed(COMPONENTS) if c.name not in {"receiver", "writer"}
         ]
@@ -180,10 +179,6 @@ class Supervisor:
             run = self.running.pop(name, None)
             if run is None:
                 continue
-            if name == "writer" and self.settings.embedded_broker and run.proc.poll() is None:
-                quiet = max(1.0, 2 * self.settings.lake.batch_max_seconds)
-                if not wait_drained(self.run_dir, "writer", quiet, timeout=120):
-                    log.warning("the writer did not report drained within 120s; stopping it")
             self._stop_one(run)
 
     def stop(self) -> None:
