@@ -92,8 +92,8 @@ def window_bounds(
     if len(refs) != 1 or table in {name.lower() for name in _cte_names(tree)}:
         return []
     node = next((n for n in _dicts(tree) if _select_over(n, refs[0])), None)
-    if node is None:
-        return []
+    if node is None or refs[0].get("sample") or node.get("sample"):
+        return []  # a sample draws from the rows read: fewer files, other rows
     names = {table, str(refs[0].get("alias") or "").lower()} - {""}
     bounds: list[Bound] = []
     for term in _and_terms(node.get("where_clause")):

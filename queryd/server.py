@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from agents.resources import open_store as open_resource_store
+from agents.resources import routes as resource_routes
 from emberlake.errors import (
     EmberlakeError,
     InvalidSQL,
@@ -133,6 +135,7 @@ class QuerydApp:
         self.engine = engine or DuckDBEngine(settings)
         self.querylog = querylog or JsonLinesQueryLog(settings.data_path / "querylog")
         self.auth = Authenticator.from_settings(settings)
+        self.resources = open_resource_store(settings)
         self.pool = ThreadPoolExecutor(
             max_workers=max(1, settings.queryd.concurrency), thread_name_prefix="queryd"
         )
@@ -147,12 +150,16 @@ class QuerydApp:
                 web.get("/healthz", self.health),
             ]
         )
+        # The resource API (investigations, findings, approvals, ...) and its page share the
+        # daemon's port and tenancy, so agents and people need one address.
+        app.add_routes(resource_routes(self.resources, self.auth))
         app.on_cleanup.append(self._close)
         return app
 
     async def _close(self, app: web.Application) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.engine.close()
+        self.resources.close()
 
     @web.middleware
     async def _errors(

@@ -72,6 +72,9 @@ def test_bounds_found(sql: str, expected: list[tuple[str, str]]) -> None:
         "SELECT * FROM spans WHERE other.start_time > '2026-01-01'",
         # A CTE of the table's name hides the table.
         "WITH spans AS (SELECT * FROM logs) SELECT * FROM spans WHERE start_time > '2026-01-01'",
+        # A sample draws from the rows read.
+        "SELECT * FROM spans WHERE start_time > '2026-01-01' USING SAMPLE 10 PERCENT (bernoulli)",
+        "SELECT * FROM spans TABLESAMPLE 5 WHERE start_time > '2026-01-01'",
         # A function of the column is not the column.
         "SELECT * FROM spans WHERE date_trunc('day', start_time) > '2026-01-01'",
     ],
