@@ -10,6 +10,8 @@ kinds and cardinalities, 8 resource attributes, 4 services) and measures, in one
   reads its interned entry table: each distinct value is parsed once);
 - ``flatten+inference``: that, plus ``infer_batch`` (observe, decide, typed columns, column
   statistics) on record and resource attributes, in steady state (columns already promoted);
+- ``flatten+map inference``: inference from the flattened map columns plus a kind per map entry
+  (what a hook that only sees the Arrow rows can use);
 - ``extract+inference``: the slow path that walks ``KeyValue`` protos itself, for comparison.
 
     python -m benchmarks.schema_inference_bench [--batches 10] [--requests 10] [--rounds 3]
@@ -233,6 +235,15 @@ class KindedSpanColumns(SpanColumns):
         self.rs = KindedResourceScope()
 
 
+def resource_kinds(columns: KindedSpanColumns) -> pa.Array:
+    """Kind of every entry of the per-row resource map (per-scope kinds repeated by row)."""
+    rs = columns.rs
+    per_scope = Attributes.from_lists(
+        rs.resource.offsets, rs.resource.keys, rs.resource.values, rs.kinds
+    )
+    return pa.array(per_scope.take(rs.index).map_kinds(), pa.int8())
+
+
 def resource_attributes(requests: list[bytes], n_rows: int) -> Attributes:
     """Resource attributes per row by walking the protos (the slow path)."""
     lists: list[Any] = []
@@ -287,6 +298,7 @@ def main(argv: list[str]) -> None:
     print(f"promoted columns: {len(state.columns)} of {len(KEYS) + 8} keys")
 
     slow_state = InferenceState()
+    map_state = InferenceState()
 
     def measure(b: int, requests: list[bytes]) -> dict[str, float]:
         """Every mode once on one batch, back to back, so noise hits them alike."""
@@ -301,6 +313,17 @@ def main(argv: list[str]) -> None:
             return infer_batch(state, policy, batch, 10 + b)
 
         times["inference"] = _timed(infer)[0]
+
+        def infer_from_map() -> Any:
+            # The map column plus a kind per map entry (what a rows-only hook would get).
+            kinds = pa.array(columns.attributes.table[2], pa.int8()).take(
+                columns.attributes.id_array
+            )
+            record = Attributes.from_map(table["attributes"], kinds)
+            resource = Attributes.from_map(table["resource_attributes"], resource_kinds(columns))
+            return infer_batch(map_state, policy, {"record": record, "resource": resource}, 10 + b)
+
+        times["map inference"] = _timed(infer_from_map)[0]
 
         def slow() -> Any:
             record_lists = []
@@ -327,6 +350,7 @@ def main(argv: list[str]) -> None:
         "flatten": base,
         "flatten+kinds": total["flatten+kinds"],
         "flatten+inference": total["flatten+kinds"] + infer,
+        "flatten+map inference": total["flatten+kinds"] + total["map inference"],
         "extract+inference": base + total["extract+inference"],
     }
 

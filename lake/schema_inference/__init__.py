@@ -12,7 +12,8 @@ Pure logic: values in, values out; no Kafka, catalog or DuckDB. The pieces, in d
 - :mod:`.evolution`: the schema changes the table needs;
 - :mod:`.columns`: the typed Arrow arrays, values that don't fit staying in the map;
 - :mod:`.stats`, :mod:`.sketch`, :mod:`.metadata`: per-column statistics for SQL writers;
-- :mod:`.inference`: ``infer_batch``, all of the above in one call per batch.
+- :mod:`.inference`: ``infer_batch``, all of the above in one call per batch;
+- :mod:`.promotion`: ``PromotionHook``, that call as the lake writer's rows hook.
 """
 
 from lake.schema_inference.attributes import Attributes, extract
@@ -35,6 +36,7 @@ from lake.schema_inference.metadata import (
 from lake.schema_inference.naming import Scope, column_name
 from lake.schema_inference.observe import observe
 from lake.schema_inference.policy import Decisions, PromotedColumn, PromotionPolicy, decide
+from lake.schema_inference.promotion import PromotionHook
 from lake.schema_inference.state import InferenceState
 from lake.schema_inference.types import ColumnType, Kind, kind_code_of, promote
 
@@ -49,6 +51,7 @@ __all__ = [
     "InferenceState",
     "Kind",
     "PromotedColumn",
+    "PromotionHook",
     "PromotionPolicy",
     "SchemaChange",
     "Scope",

@@ -126,12 +126,16 @@ class Attributes:
 
     @classmethod
     def from_map(
-        cls, column: pa.Array | pa.ChunkedArray, kinds: Sequence[int | str] | np.ndarray | pa.Array
+        cls,
+        column: pa.Array | pa.ChunkedArray,
+        kinds: Sequence[int | str] | np.ndarray | pa.Array | None = None,
     ) -> Attributes:
         """From a ``map<string,string>`` column and the kind of each entry, in entry order.
 
         ``kinds``: kind codes (``types.KIND_CODE``, e.g. from :func:`types.kind_code_of`) as a
-        list, NumPy or Arrow integer array, or kind names / protobuf oneof names.
+        list, NumPy or Arrow integer array, or kind names / protobuf oneof names. Without them
+        every value counts as a string (a null value as empty): types are then never guessed
+        from text, so a string "200" never becomes a number.
         """
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks()
@@ -139,7 +143,12 @@ class Attributes:
         start, end = int(offsets[0]), int(offsets[-1])
         keys = column.keys.slice(start, end - start)
         texts = column.items.slice(start, end - start)
-        attrs = cls(offsets - start, keys, texts, _kind_codes(kinds))
+        if kinds is None:
+            missing = texts.is_null().to_numpy(zero_copy_only=False)
+            codes = np.where(missing, CODE_EMPTY, CODE_STRING).astype(np.int8)
+        else:
+            codes = _kind_codes(kinds)
+        attrs = cls(offsets - start, keys, texts, codes)
         attrs.__dict__["map_array"] = column
         return attrs
 
@@ -222,6 +231,18 @@ class Attributes:
             pa.array(self.offsets, pa.int32()), self.keys, self.texts, type=MAP_TYPE
         )
         return self.expand(base)
+
+    def map_kinds(self) -> np.ndarray:
+        """Kind code of every entry of :attr:`map_array`, in order (row repeats expanded)."""
+        if self.row_index is None:
+            return self.kinds
+        starts = self.offsets[:-1][self.row_index]
+        sizes = np.diff(self.offsets)[self.row_index]
+        ends = np.cumsum(sizes)
+        positions = np.repeat(starts - (ends - sizes), sizes) + np.arange(
+            int(ends[-1]) if len(ends) else 0
+        )
+        return self.kinds[positions]
 
     @cached_property
     def row_of(self) -> np.ndarray:

@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from lake.schema_inference.types import (
+    KIND_CODE,
     ColumnType,
     Kind,
     accepts,
@@ -74,3 +75,10 @@ def test_render_text_follows_the_map_contract() -> None:
     assert render_text("kvlist", {"a": {"b": 1.5}}) == '{"a":{"b":1.5}}'
     assert render_text("array", "[1]") == "[1]"  # already JSON
     assert render_text("empty", None) is None
+
+
+def test_kind_codes_are_a_stable_contract() -> None:
+    # Flatteners write these codes into kinds columns; changing them would mistype stored data.
+    assert [KIND_CODE[k] for k in ("string", "bool", "int", "double")] == [0, 1, 2, 3]
+    assert [KIND_CODE[k] for k in ("bytes", "array", "kvlist", "empty")] == [4, 5, 6, 7]
+    assert KIND_CODE["int_value"] == KIND_CODE["int"] and KIND_CODE[""] == KIND_CODE["empty"]
