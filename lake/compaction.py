@@ -244,13 +244,24 @@ def _commit_swap(
             # Either the rewritten files were removed meanwhile (give up on this bin) or the
             # snapshot this attempt started from was expired (harmless: try again).
             table.refresh()
-            if attempt + 1 == attempts or not _all_live(table, group.files):
+            if attempt + 1 == attempts or not _live(table, group.files):
                 raise
+        except Exception:
+            # Outcome unknown: read back. (pyiceberg's own retry fails this way when the spec
+            # changed between attempts: it rebuilds the manifest with the new spec's fields.)
+            table.refresh()
+            if _live(table, written):
+                return
+            if _live(table, group.files, any_of=True):
+                raise CommitFailedException("compaction commit failed; it did not land") from None
+            raise
 
 
-def _all_live(table: Table, files: Iterable[DataFile]) -> bool:
+def _live(table: Table, files: Iterable[DataFile], any_of: bool = False) -> bool:
+    """Whether all (or, with ``any_of``, any) of the files are in the current snapshot."""
     live = {task.file.file_path for task in table.scan().plan_files()}
-    return all(f.file_path in live for f in files)
+    found = [f.file_path in live for f in files]
+    return any(found) if any_of else all(found)
 
 
 def rewrite_bin(

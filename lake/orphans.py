@@ -1,9 +1,10 @@
 """Orphan file removal: delete files under a table's location that no metadata references.
 
-Compaction replaces small files and expiry forgets old snapshots, but neither deletes files;
-failed commits leave data files behind too. A file is an orphan when it lies under the table's
-location and is referenced by none of: the current metadata file and its metadata log, any live
-snapshot's manifest list, manifests and data/delete files, or statistics files.
+Compaction replaces small files and expiry (:mod:`lake.maintenance`) forgets old snapshots, but
+neither deletes files; failed commits leave data files behind too. A file is an orphan when it
+lies under the table's location and is referenced by none of: the current metadata file and its
+metadata log, any live snapshot's manifest list, manifests and data/delete files, or statistics
+files.
 
 A file is only deleted once it is older than a safety age (default ten minutes): a writer or a
 compaction may have written a file it is about to commit, and that file is not referenced yet.

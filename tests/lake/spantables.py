@@ -1,9 +1,11 @@
-"""Span tables and a live appender for layout and compaction tests.
+"""Span tables and a live writer for layout and compaction tests.
 
-The appender behaves like the lake writer: each batch is appended together with the Kafka offset
-property in one transaction, with the partition spec pinned, and re-written from scratch when a
-commit loses a race. Every span carries a unique integer id in ``attributes['seq']`` and a
-``span_id`` derived from it, so tests can check that every appended row is there exactly once.
+Tables are created the way the lake writer creates them (``lake.tables.ensure_table``: day
+partitions, sorted by service then time) and appended to with the real
+:class:`~lake.writer.IcebergWriter`: rows and the Kafka offset property in one commit, the
+partition spec pinned, snapshots expired every few commits. Every span carries a unique integer
+id in ``attributes['seq']`` and a ``span_id`` derived from it, so tests can check that every
+appended row is there exactly once.
 """
 
 from __future__ import annotations
@@ -11,49 +13,20 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from pathlib import Path
 
 import pyarrow as pa
-from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.partitioning import PartitionField, PartitionSpec
-from pyiceberg.schema import Schema
+from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
-from pyiceberg.table.sorting import SortField, SortOrder
-from pyiceberg.transforms import DayTransform, IdentityTransform
-from pyiceberg.types import (
-    DoubleType,
-    MapType,
-    NestedField,
-    StringType,
-    TimestamptzType,
-)
 
-from lake.layout import pin_partition_spec
-from lake.snapshots import expire_snapshots
+from emberlake.errors import CommitConflict, LakeError
+from lake.maintenance import SnapshotExpiry
+from lake.offsets import offset_property
+from lake.tables import ensure_table
+from lake.writer import IcebergWriter, TableAppend
 
 BASE_TIME = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 SERVICES = ("checkout", "cart", "payments", "frontend", "search")
-OFFSET_KEY = "emberlake.offset.cluster1.t.otlp.spans.0"
-
-SPANS_SCHEMA = Schema(
-    NestedField(1, "start_time", TimestamptzType(), required=False),
-    NestedField(2, "end_time", TimestamptzType(), required=False),
-    NestedField(3, "duration_ms", DoubleType(), required=False),
-    NestedField(4, "trace_id", StringType(), required=False),
-    NestedField(5, "span_id", StringType(), required=False),
-    NestedField(6, "parent_span_id", StringType(), required=False),
-    NestedField(7, "name", StringType(), required=False),
-    NestedField(8, "kind", StringType(), required=False),
-    NestedField(9, "status_code", StringType(), required=False),
-    NestedField(10, "service_name", StringType(), required=False),
-    NestedField(
-        11,
-        "attributes",
-        MapType(12, StringType(), 13, StringType(), value_required=False),
-        required=False,
-    ),
-)
+OFFSET_KEY = offset_property("cluster1", "t.otlp.spans", 0)
 
 ARROW_SCHEMA = pa.schema(
     [
@@ -72,31 +45,18 @@ ARROW_SCHEMA = pa.schema(
 )
 
 
-def open_test_catalog(root: Path) -> SqlCatalog:
-    root.mkdir(parents=True, exist_ok=True)
-    return SqlCatalog(
-        "test", uri=f"sqlite:///{root / 'catalog.db'}", warehouse=(root / "wh").as_uri()
-    )
-
-
-def create_spans(catalog: SqlCatalog, tenant: str = "acme") -> Table:
-    """A spans table partitioned by day(start_time) and sorted by start_time, like the default."""
-    catalog.create_namespace_if_not_exists(tenant)
-    return catalog.create_table(
-        (tenant, "spans"),
-        SPANS_SCHEMA,
-        partition_spec=PartitionSpec(PartitionField(1, 1000, DayTransform(), "start_time_day")),
-        sort_order=SortOrder(SortField(1, IdentityTransform())),
-    )
+def create_spans(catalog: Catalog, tenant: str = "acme") -> Table:
+    """The tenant's spans table, as the lake writer creates it."""
+    return ensure_table(catalog, tenant, "spans")
 
 
 def span_id_of(seq: int) -> str:
     return f"{seq:016x}"
 
 
-def span_time(seq: int, per_slot: int = 40, slot_minutes: int = 30) -> dt.datetime:
-    """Event time advancing with seq: ``per_slot`` spans share each ``slot_minutes`` slot."""
-    return BASE_TIME + dt.timedelta(minutes=slot_minutes * (seq // per_slot), milliseconds=seq)
+def span_time(seq: int) -> dt.datetime:
+    """Event time advancing with seq: 20 spans an hour (a batch of 20 fills one hour)."""
+    return BASE_TIME + dt.timedelta(hours=seq // 20, milliseconds=seq)
 
 
 def span_batch(seqs: range, service: str | None = None) -> pa.Table:
@@ -123,61 +83,65 @@ def span_batch(seqs: range, service: str | None = None) -> pa.Table:
     )
 
 
-def append_batch(table: Table, rows: pa.Table, offsets: dict[str, str]) -> int:
-    """Append with the offset properties in one transaction, like the writer; returns attempts."""
-    for attempt in range(1, 50):
-        tx = table.transaction()
-        tx.append(rows)
-        tx.set_properties(offsets)
-        pin_partition_spec(tx)
-        try:
-            tx.commit_transaction()
-            return attempt
-        except CommitFailedException:
-            # Lost a race (a spec change, or too many concurrent commits): write again.
-            table.refresh()
-    raise AssertionError("the appender could not commit a batch in 50 attempts")
+class SpanAppender:
+    """Appends span batches through the lake's IcebergWriter, advancing one offset property."""
+
+    def __init__(self, catalog: Catalog, tenant: str = "acme", expire_every: int = 10) -> None:
+        expiry = SnapshotExpiry(every=expire_every, retain_seconds=5.0, keep_min=10)
+        self.writer = IcebergWriter(catalog, expiry)
+        self.tenant = tenant
+        self.offset: int | None = None
+        self.dropped = 0
+
+    def append(self, rows: pa.Table) -> None:
+        nxt = (self.offset or 0) + rows.num_rows
+        job = TableAppend(
+            self.tenant,
+            "spans",
+            rows,
+            offsets={OFFSET_KEY: nxt},
+            expected={OFFSET_KEY: self.offset},
+        )
+        for _ in range(5):
+            try:
+                self.writer.append(job)
+                break
+            except CommitConflict:
+                raise
+            except LakeError:
+                # The ingestor drops the batch and re-reads it from its checkpoint: same rows,
+                # same expected offsets, so a retry here is what it amounts to.
+                self.dropped += 1
+        else:
+            raise AssertionError("the writer dropped the same batch five times")
+        self.offset = nxt
 
 
 class LiveAppender(threading.Thread):
-    """Appends single-service batches of ``batch`` spans until stopped.
-
-    Like the writer, it expires old snapshots every ``expire_every`` batches: commit cost grows
-    with the number of snapshots in the metadata.
-    """
+    """Appends single-service batches of ``batch`` spans until stopped (from its own catalog
+    connection, like a writer process)."""
 
     def __init__(
-        self,
-        table: Table,
-        first_seq: int,
-        batch: int = 20,
-        pause: float = 0.0,
-        expire_every: int = 10,
+        self, appender: SpanAppender, first_seq: int, batch: int = 20, pause: float = 0.0
     ) -> None:
         super().__init__(daemon=True)
-        self.table = table
+        self.appender = appender
         self.next_seq = first_seq
         self.batch = batch
         self.pause = pause
-        self.expire_every = expire_every
         self.stop = threading.Event()
         self.committed: list[int] = []
         self.batches = 0
-        self.retries = 0
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
             while not self.stop.is_set():
                 seqs = range(self.next_seq, self.next_seq + self.batch)
-                service = SERVICES[self.batches % len(SERVICES)]
-                offsets = {OFFSET_KEY: str(seqs.stop)}
-                self.retries += append_batch(self.table, span_batch(seqs, service), offsets) - 1
+                self.appender.append(span_batch(seqs, SERVICES[self.batches % len(SERVICES)]))
                 self.committed.extend(seqs)
                 self.next_seq = seqs.stop
                 self.batches += 1
-                if self.expire_every and self.batches % self.expire_every == 0:
-                    expire_snapshots(self.table, retain_seconds=5.0, keep_min=10)
                 if self.pause:
                     time.sleep(self.pause)
         except BaseException as exc:  # surfaced by finish()
