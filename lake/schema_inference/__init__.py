@@ -3,6 +3,7 @@
 Pure logic: values in, values out; no Kafka, catalog or DuckDB. The pieces, in data order:
 
 - :mod:`.attributes`: a batch's attributes per scope as flat arrays (keys, text, kind);
+- :mod:`.keyvalues`: the same from OTLP ``KeyValue`` protos, in one pass;
 - :mod:`.observe`: per-key counts into the :class:`InferenceState` (:mod:`.state`, JSON-able);
 - :mod:`.families`: which keys are unbounded (ids in keys, ever-growing key families);
 - :mod:`.policy`: which keys to promote, and the sibling rule when a key's type outgrows its
@@ -16,7 +17,7 @@ Pure logic: values in, values out; no Kafka, catalog or DuckDB. The pieces, in d
 - :mod:`.promotion`: ``PromotionHook``, that call as the lake writer's rows hook.
 """
 
-from lake.schema_inference.attributes import Attributes, extract
+from lake.schema_inference.attributes import Attributes
 from lake.schema_inference.columns import build_columns, promoted_fields
 from lake.schema_inference.evolution import (
     AddColumn,
@@ -27,6 +28,7 @@ from lake.schema_inference.evolution import (
     schema_changes,
 )
 from lake.schema_inference.inference import InferenceResult, infer_batch, snapshot
+from lake.schema_inference.keyvalues import extract
 from lake.schema_inference.metadata import (
     COLUMN_STATS_PROPERTY,
     STATE_PROPERTY,

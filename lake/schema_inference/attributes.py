@@ -12,8 +12,9 @@ Four ways in, fastest first:
   kind of each distinct leaf) plus the entry id of every attribute: each distinct value is
   converted once, and distinct counts come from the entries without hashing the column;
 - :meth:`Attributes.from_map`: the flattener's own map column plus a parallel list of kinds;
-- :func:`extract`: one pass over OTLP ``KeyValue`` protos per row, producing the map too (use its
-  :attr:`Attributes.map_array` as the map column, so the protos are walked once);
+- :func:`lake.schema_inference.keyvalues.extract`: one pass over OTLP ``KeyValue`` protos per
+  row, producing the map too (use its :attr:`Attributes.map_array` as the map column, so the
+  protos are walked once);
 - :meth:`Attributes.from_pairs`: keys and ``(kind, value)`` pairs per row.
 
 Within a row a repeated key keeps every value in the map; a typed column takes the last one
@@ -25,7 +26,7 @@ them to the batch's rows; inference then works on the distinct rows only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
@@ -33,17 +34,10 @@ import numpy as np
 import pyarrow as pa
 
 from lake.schema_inference.types import (
-    CODE_ARRAY,
-    CODE_BOOL,
-    CODE_BYTES,
-    CODE_DOUBLE,
     CODE_EMPTY,
-    CODE_INT,
-    CODE_KVLIST,
     CODE_STRING,
     KIND_CODE,
     KIND_ORDER,
-    json_text,
     render_text,
 )
 
@@ -347,67 +341,3 @@ def _kind_codes(kinds: Sequence[int | str] | np.ndarray | pa.Array) -> np.ndarra
         code = KIND_CODE
         return np.fromiter((code[k] for k in kinds), dtype=np.int8, count=len(kinds))
     return np.asarray(kinds, dtype=np.int8)
-
-
-def _any_to_python(value: Any) -> Any:
-    which = value.WhichOneof("value")
-    if which is None:
-        return None
-    if which == "array_value":
-        return [_any_to_python(v) for v in value.array_value.values]
-    if which == "kvlist_value":
-        return {kv.key: _any_to_python(kv.value) for kv in value.kvlist_value.values}
-    if which == "bytes_value":
-        return value.bytes_value.hex()
-    return getattr(value, which)
-
-
-def extract(rows: Iterable[Iterable[Any]], repeats: Sequence[int] | None = None) -> Attributes:
-    """One pass over OTLP ``KeyValue`` lists, one list per row.
-
-    ``repeats[i]`` (optional) says how many consecutive rows share list ``i``: pass each
-    resource's attributes once with its row count instead of once per row.
-    """
-    keys: list[str] = []
-    texts: list[str | None] = []
-    kinds: list[int] = []
-    offsets = [0]
-    add_key = keys.append
-    add_text = texts.append
-    add_kind = kinds.append
-    for kvs in rows:
-        for kv in kvs:
-            add_key(kv.key)
-            value = kv.value
-            which = value.WhichOneof("value")
-            if which == "string_value":
-                add_text(value.string_value)
-                add_kind(CODE_STRING)
-            elif which == "int_value":
-                add_text(str(value.int_value))
-                add_kind(CODE_INT)
-            elif which == "double_value":
-                add_text(str(value.double_value))
-                add_kind(CODE_DOUBLE)
-            elif which == "bool_value":
-                add_text(str(value.bool_value))
-                add_kind(CODE_BOOL)
-            elif which == "bytes_value":
-                add_text(value.bytes_value.hex())
-                add_kind(CODE_BYTES)
-            elif which == "array_value":
-                add_text(json_text(_any_to_python(value)))
-                add_kind(CODE_ARRAY)
-            elif which == "kvlist_value":
-                add_text(json_text(_any_to_python(value)))
-                add_kind(CODE_KVLIST)
-            else:
-                add_text(None)
-                add_kind(CODE_EMPTY)
-        offsets.append(len(keys))
-    attrs = Attributes.from_lists(offsets, keys, texts, kinds)
-    if repeats is None:
-        return attrs
-    if len(repeats) != attrs.n_rows:
-        raise ValueError("repeats needs one count per attribute list")
-    return attrs.take(np.repeat(np.arange(attrs.n_rows), np.asarray(repeats, dtype=np.int64)))

@@ -10,7 +10,8 @@ from opentelemetry.proto.common.v1.common_pb2 import (
     KeyValueList,
 )
 
-from lake.schema_inference.attributes import Attributes, extract
+from lake.schema_inference.attributes import Attributes
+from lake.schema_inference.keyvalues import extract
 from lake.schema_inference.types import KIND_CODE, kind_code_of
 
 
