@@ -105,6 +105,8 @@ class LakeSettings:
     #: ... and only once the query log holds this many queries of the table.
     layout_min_queries: int = 20
     layout_max_trace_buckets: int = 16
+    #: Add a partition field only while a busy day's partitions stay this large on average.
+    layout_min_partition_bytes: int = 16 * 1024 * 1024
     #: How far back the layout policy reads the query log.
     layout_querylog_seconds: float = 86400.0
     #: Unreferenced files younger than this are kept: a writer may be about to commit them.
