@@ -280,7 +280,7 @@ def thresholds_from(settings: Settings) -> PolicyThresholds:
         filter_share=lake.layout_filter_share,
         min_queries=lake.layout_min_queries,
         max_trace_buckets=lake.layout_max_trace_buckets,
-        target_file_bytes=lake.compact_target_file_bytes,
+        min_partition_bytes=lake.layout_min_partition_bytes,
     )
 
 

@@ -10,7 +10,11 @@ The rules are the ones a data engineer applies by hand, each with a threshold fr
   at least ``filter_share`` of its queries filter on the service; removed again if the number of
   services grows past twice the limit (partitions would become tiny).
 - **Trace lookups.** ``bucket[N](trace_id)`` when at least ``filter_share`` of the queries look
-  traces up by id; N grows with the daily volume so buckets stay near the target file size.
+  traces up by id.
+- **Partition size.** A field is only added while a busy day's partitions stay at least
+  ``min_partition_bytes`` on average: N trace buckets is the largest power of two that keeps
+  them so, and a service or bucket field that would fragment the data is not proposed (the sort
+  order still serves those filters). Over-partitioned tables scan many small files.
 - **Sort order.** Frequently equality-filtered columns not already identity-partitioned, lowest
   cardinality first, then the time column (skipped after ``trace_id``, whose ordering leaves no
   room for time clustering). Sorting keeps the min/max ranges of compacted files narrow, so
@@ -44,7 +48,8 @@ class PolicyThresholds:
     filter_share: float = 0.2
     min_queries: int = 20
     max_trace_buckets: int = 16
-    target_file_bytes: int = 128 * 1024 * 1024
+    #: A partition field is only added if partitions stay at least this large on average.
+    min_partition_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,30 @@ def projected_day_bytes(stats: TableStats) -> int:
     return int(stats.bytes / span * 86400)
 
 
+def day_bytes(stats: TableStats) -> int:
+    """The volume of a busy day: the largest day seen, or the projection of the data rate."""
+    largest = stats.largest_day
+    return max(largest.bytes if largest else 0, projected_day_bytes(stats))
+
+
+def fanout(layout: Layout, stats: TableStats) -> float:
+    """Partitions a day of data is split into under ``layout`` (unknown identities count 1)."""
+    n = 1.0
+    for f in layout.partition:
+        if f.transform == "hour":
+            n *= 24
+        elif f.is_bucket:
+            n *= int(f.transform[len("bucket[") : -1])
+        elif f.transform == "identity" and f.source == SERVICE_COLUMN:
+            n *= max(1, stats.distinct_services or 1)
+    return n
+
+
+def partition_bytes(layout: Layout, stats: TableStats) -> int:
+    """Average bytes of one partition of a busy day under ``layout``."""
+    return int(day_bytes(stats) / fanout(layout, stats))
+
+
 def _time_rule(
     stats: TableStats, layout: Layout, t: PolicyThresholds
 ) -> tuple[Layout, LayoutChange | None]:
@@ -124,7 +153,7 @@ def _time_rule(
         return layout, None
     current = layout.time_field(column)
     largest = stats.largest_day
-    largest_bytes = max(largest.bytes if largest else 0, projected_day_bytes(stats))
+    largest_bytes = day_bytes(stats)
     evidence: dict[str, int | float | str] = {
         "largest_day": largest.day if largest else "",
         "largest_day_bytes": largest.bytes if largest else 0,
@@ -184,6 +213,11 @@ def _service_rule(
         "service_filter_share": round(share, 3),
         "filter_share": t.filter_share,
     }
+    with_service = layout.with_field(LayoutField(SERVICE_COLUMN, "identity"))
+    evidence["projected_partition_bytes"] = partition_bytes(
+        layout if current is not None else with_service, stats
+    )
+    evidence["min_partition_bytes"] = t.min_partition_bytes
     if current is not None:
         if stats.distinct_services > 2 * t.max_services:
             reason = (
@@ -198,6 +232,7 @@ def _service_rule(
         workload.queries >= t.min_queries
         and share >= t.filter_share
         and 0 < stats.distinct_services <= t.max_services
+        and partition_bytes(with_service, stats) >= t.min_partition_bytes
     ):
         new = LayoutField(SERVICE_COLUMN, "identity")
         reason = (
@@ -205,17 +240,15 @@ def _service_rule(
             f"{SERVICE_COLUMN} and there are only {stats.distinct_services} services: "
             f"a service filter then reads only that service's files"
         )
-        return layout.with_field(new), LayoutChange(
-            "partition", "add", None, str(new), reason, evidence
-        )
+        return with_service, LayoutChange("partition", "add", None, str(new), reason, evidence)
     return layout, None
 
 
-def trace_buckets(largest_day_bytes: int, t: PolicyThresholds) -> int:
-    """Buckets per time partition: about one target-sized file each, a power of two in [4, max]."""
-    wanted = max(1.0, largest_day_bytes / max(1, t.target_file_bytes))
-    n = 2 ** math.ceil(math.log2(wanted))
-    return int(min(max(4, n), max(4, t.max_trace_buckets)))
+def trace_buckets(base_partition_bytes: int, t: PolicyThresholds) -> int:
+    """Buckets per partition: a power of two keeping buckets >= min_partition_bytes (max cap);
+    below 2 there is no point in bucketing."""
+    room = min(t.max_trace_buckets, base_partition_bytes // max(1, t.min_partition_bytes))
+    return 2 ** int(math.log2(room)) if room >= 2 else 1
 
 
 def _trace_rule(
@@ -227,8 +260,10 @@ def _trace_rule(
     share = workload.share(usage.equality)
     if workload.queries < t.min_queries or share < t.filter_share:
         return layout, None
-    largest = stats.largest_day
-    n = trace_buckets(largest.bytes if largest else 0, t)
+    base = partition_bytes(layout, stats)
+    n = trace_buckets(base, t)
+    if n < 2:
+        return layout, None
     new = LayoutField(TRACE_COLUMN, f"bucket[{n}]")
     evidence: dict[str, int | float | str] = {
         "queries": workload.queries,
@@ -236,8 +271,8 @@ def _trace_rule(
         "trace_lookup_share": round(share, 3),
         "filter_share": t.filter_share,
         "buckets": n,
-        "largest_day_bytes": largest.bytes if largest else 0,
-        "target_file_bytes": t.target_file_bytes,
+        "partition_bytes_before": base,
+        "min_partition_bytes": t.min_partition_bytes,
     }
     reason = (
         f"{usage.equality} of {workload.queries} queries ({share:.0%}) look up {TRACE_COLUMN} by "

@@ -29,6 +29,8 @@ def lake_settings(tmp_path: Path, **lake: object) -> Settings:
             compact_min_files=4,
             layout_day_split_bytes=1 << 40,
             layout_min_queries=10,
+            layout_min_partition_bytes=1,
+            layout_max_trace_buckets=4,
             orphan_min_age_seconds=0.0,
             snapshot_retain_seconds=0.0,
             snapshots_keep_min=1,

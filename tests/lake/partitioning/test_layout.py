@@ -45,6 +45,8 @@ def layout_settings(tmp_path: Path) -> Settings:
             layout_day_split_bytes=20_000,
             layout_max_services=8,
             layout_min_queries=10,
+            layout_min_partition_bytes=1,
+            layout_max_trace_buckets=4,
             compact_target_file_bytes=8 * 1024 * 1024,
             compact_small_file_bytes=1024 * 1024,
             compact_min_files=4,
@@ -141,7 +143,12 @@ def test_spec_evolves_while_the_writer_appends_and_both_specs_prune(tmp_path: Pa
 
 def test_no_proposal_without_evidence_and_stale_proposals_are_refused(tmp_path: Path) -> None:
     settings = layout_settings(tmp_path).replace(
-        lake=LakeSettings(layout_day_split_bytes=1 << 40, layout_min_queries=10)
+        lake=LakeSettings(
+            layout_day_split_bytes=1 << 40,
+            layout_min_queries=10,
+            layout_min_partition_bytes=1,
+            layout_max_trace_buckets=4,
+        )
     )
     table = create_spans(open_catalog(settings))
     appender = SpanAppender(open_catalog(settings))

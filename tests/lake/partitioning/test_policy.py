@@ -27,7 +27,7 @@ T = PolicyThresholds(
     filter_share=0.2,
     min_queries=20,
     max_trace_buckets=16,
-    target_file_bytes=128 * MIB,
+    min_partition_bytes=16 * MIB,
 )
 
 
@@ -170,24 +170,41 @@ def test_frequent_trace_lookups_get_trace_buckets_and_trace_sort() -> None:
     assert proposal.target.partition[-1] == LayoutField("trace_id", "bucket[4]")
 
 
-def test_bucket_count_follows_daily_volume_within_bounds() -> None:
-    assert trace_buckets(0, T) == 4
-    assert trace_buckets(700 * MIB, T) == 8
+def test_bucket_count_keeps_buckets_large_enough() -> None:
+    assert trace_buckets(0, T) == 1
+    assert trace_buckets(20 * MIB, T) == 1
+    assert trace_buckets(64 * MIB, T) == 4
+    assert trace_buckets(100 * MIB, T) == 4
     assert trace_buckets(100_000 * MIB, T) == 16
+
+
+def test_partitions_that_would_be_too_small_are_not_proposed() -> None:
+    # 8 services share 100 MiB a day: 12.5 MiB per service partition, below 16 MiB.
+    proposal = propose(stats([100 * MIB] * 3, services=8), workload(SERVICE, TRACE), T)
+    assert [c.kind for c in proposal.changes] == ["partition", "sort"]
+    bucket = proposal.changes[0]
+    assert bucket.after == "bucket[4](trace_id)"
+    assert proposal.target.sort == (SortKey("service_name"), SortKey("trace_id"))
+    # On a small table even the buckets would be too small: only the sort order changes.
+    small = propose(stats([20 * MIB] * 3, services=8), workload(SERVICE, TRACE), T)
+    assert small.target.partition == DAY_LAYOUT.partition
+    assert small.target.sort == (SortKey("service_name"), SortKey("trace_id"))
 
 
 def test_all_rules_combine_and_every_change_has_a_reason() -> None:
     proposal = propose(stats([2048 * MIB] * 2, services=4), workload(SERVICE, TRACE), T)
+    # hour: 85 MiB partitions; per service: 21 MiB; buckets would go below 16 MiB.
     assert proposal.target.partition == (
         LayoutField("start_time", "hour"),
         LayoutField("service_name"),
-        LayoutField("trace_id", "bucket[16]"),
     )
     assert proposal.target.sort == (SortKey("trace_id"),)
     assert all(c.reason and c.evidence for c in proposal.changes)
+    service = next(c for c in proposal.changes if c.after == "service_name")
+    assert service.evidence["projected_partition_bytes"] == int(2048 * MIB / 24 / 4)
     as_dict = proposal.to_dict()
     assert as_dict["target"] == str(proposal.target)
-    assert len(as_dict["changes"]) == 4  # type: ignore[arg-type]
+    assert len(as_dict["changes"]) == 3  # type: ignore[arg-type]
 
 
 def test_an_unpartitioned_table_gets_a_time_partition() -> None:
