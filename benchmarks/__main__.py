@@ -6,7 +6,15 @@ import importlib
 import sys
 import time
 
-ALL = ("receiver_bench", "lake_bench", "freshness_bench", "layout_bench", "soak_bench")
+ALL = (
+    "receiver_bench",
+    "lake_bench",
+    "freshness_bench",
+    "query_bench",
+    "schema_inference_bench",
+    "layout_bench",
+    "soak_bench",
+)
 
 
 def main(argv: list[str]) -> int:

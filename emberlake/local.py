@@ -26,6 +26,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children run in their own sessions, so signals to the
+    parent's group do not reach them)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 @dataclass
 class LocalSystem:
     """``emberlake up`` with its own data folder, ports and embedded broker (or a given one)."""
@@ -100,6 +118,11 @@ class LocalSystem:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            for pid in descendants(self.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.proc.kill()
             self.proc.wait()
             raise EmberlakeError(f"emberlake up did not stop in {timeout}s\n{self.logs()}") from None
