@@ -288,7 +288,8 @@ def tables_command(ctx: click.Context, tenant: str | None, as_json: bool) -> Non
     from emberlake.cli import emit
     from lake.layout import layout_of
 
-    data, lines = [], []
+    data: list[dict[str, Any]] = []
+    lines: list[str] = []
     for namespace, name in _table_refs(ctx, tenant, None):
         table = _catalog(ctx).load_table((namespace, name))
         layout = layout_of(table)

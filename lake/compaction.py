@@ -64,6 +64,9 @@ class CompactionOptions:
     min_files: int = 4
     #: Rewrite small files of older partition specs even when fewer than min_files.
     migrate_specs: bool = True
+    #: Rows per Parquet row group of rewritten files: sorted data in several row groups lets
+    #: DuckDB skip row groups by their min/max statistics within one file.
+    row_group_rows: int = 128 * 1024
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CompactionOptions:
@@ -204,7 +207,11 @@ def _write_bin(
     # observed in-memory/on-disk ratio so files come out near the target on disk.
     ratio = max(1.0, rows.nbytes / max(1, group.bytes))
     target = int(options.target_file_bytes * ratio)
-    props = {**metadata.properties, TableProperties.WRITE_TARGET_FILE_SIZE_BYTES: str(target)}
+    props = {
+        **metadata.properties,
+        TableProperties.WRITE_TARGET_FILE_SIZE_BYTES: str(target),
+        TableProperties.PARQUET_ROW_GROUP_LIMIT: str(options.row_group_rows),
+    }
     sized = metadata.model_copy(update={"properties": props})
     return metadata.default_spec_id, list(_dataframe_to_data_files(sized, rows, table.io))
 

@@ -105,7 +105,7 @@ def pin_partition_spec(tx: Transaction, spec_id: int | None = None) -> None:
     compaction call it on every commit that adds data files.
     """
     pinned = tx.table_metadata.default_spec_id if spec_id is None else spec_id
-    tx._stage((), (AssertDefaultSpecId(default_spec_id=pinned),))
+    tx._stage((), (AssertDefaultSpecId(default_spec_id=pinned),))  # type: ignore[call-arg]
 
 
 def _day_of(micros: int) -> str:
@@ -136,6 +136,15 @@ def _file_services(table: Table, data_file: DataFile, field_id: int) -> set[str]
     return {v for v in pc.unique(column).to_pylist() if v is not None}
 
 
+def _time_bound(bounds: dict[int, bytes] | None, field_id: int | None) -> int | None:
+    """A file's lower or upper timestamp bound (microseconds), if the manifest has it."""
+    raw = (bounds or {}).get(field_id) if field_id is not None else None
+    if raw is None:
+        return None
+    value = from_bytes(TimestamptzType(), raw)
+    return value if isinstance(value, int) else None
+
+
 def collect_stats(table: Table, *, service_sample_files: int = 32) -> TableStats:
     """Statistics of the table's live data: per partition, per day, services, time range."""
     schema = table.schema()
@@ -161,10 +170,8 @@ def collect_stats(table: Table, *, service_sample_files: int = 32) -> TableStats
         acc[1] += 1
         acc[2] += f.file_size_in_bytes
         by_spec[f.spec_id] = by_spec.get(f.spec_id, 0) + 1
-        lower = (f.lower_bounds or {}).get(time_id) if time_id is not None else None
-        upper = (f.upper_bounds or {}).get(time_id) if time_id is not None else None
-        lo = from_bytes(TimestamptzType(), lower) if lower is not None else None
-        hi = from_bytes(TimestamptzType(), upper) if upper is not None else None
+        lo = _time_bound(f.lower_bounds, time_id)
+        hi = _time_bound(f.upper_bounds, time_id)
         if lo is not None:
             t_min = lo if t_min is None else min(t_min, lo)
             per_file_day.append((_day_of(lo), f.record_count, f.file_size_in_bytes))
