@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,14 +35,18 @@ def postgres(workdir: Path, port: int) -> Iterator[Postgres]:
     bin_dir = _pg_bin()
     if bin_dir is None:
         raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql")
+    as_user: list[str] = []
+    scratch: Path | None = None
+    if os.geteuid() == 0:
+        # The server refuses to run as root: hand it a folder of its own. Not under ``workdir``:
+        # pytest's temporary root is private to root, so the postgres user could not reach it.
+        scratch = workdir = Path(tempfile.mkdtemp(prefix="emberlake-pg-"))
+        shutil.chown(workdir, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
     data = workdir / "pgdata"
     data.mkdir(parents=True)
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        # The server refuses to run as root: hand the folder to the postgres user.
-        shutil.chown(workdir, "postgres")
+    if as_user:
         shutil.chown(data, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
     subprocess.run(
         [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
         check=True,
@@ -72,6 +77,8 @@ def postgres(workdir: Path, port: int) -> Iterator[Postgres]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 @dataclass(frozen=True)
