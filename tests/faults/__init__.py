@@ -1,0 +1,1 @@
+"""Faults: killed processes, broker restarts, commit conflicts, an unwritable warehouse."""

@@ -1,0 +1,298 @@
+"""Helpers for fault, scale-out and hostile-input tests: emberlake components as real processes,
+an OTLP sender that knows which records were acknowledged, and counting records in the lake.
+
+Records carry a unique ``test.uid`` attribute. A sender remembers, per export request, whether
+the receiver acknowledged it and when the request was in flight, so a test can demand that every
+acknowledged record is in the lake exactly once and tell which unacknowledged ones may be lost.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emberlake.broker import wait_for_port
+from emberlake.settings import Settings, to_env
+
+UID = "test.uid"
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MiB (0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll ``check`` until it returns something truthy; return it, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+class Component:
+    """``python -m emberlake.cli <args>`` with the given settings in its environment."""
+
+    def __init__(
+        self, settings: Settings, args: Iterable[str], log_path: Path, env: dict[str, str] | None = None
+    ):
+        self.settings = settings
+        self.args = list(args)
+        self.log_path = log_path
+        self.extra_env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Component:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBERLAKE_", "OTEL_"))}
+        env.update(to_env(self.settings))
+        env.update(self.extra_env)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "emberlake.cli", *self.args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def wait_port(self, port: int, timeout: float = 30.0) -> Component:
+        try:
+            wait_for_port("127.0.0.1", port, timeout)
+        except Exception:
+            raise AssertionError(f"{self.args[0]} did not listen on {port}:\n{self.log()}") from None
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no goodbye."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM and wait for a graceful exit; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"{self.args[0]} did not stop in {timeout}s:\n{self.log()}") from None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self, tail: int = 4000) -> str:
+        if not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")[-tail:]
+
+
+# -- sending with acknowledgements ---------------------------------------------------------
+
+
+@dataclass
+class SentBatch:
+    """One export request: its uids, when it was in flight, and whether it was acknowledged."""
+
+    uids: list[str]
+    started: float
+    ended: float = 0.0
+    acked: bool = False
+
+
+@dataclass
+class SendLog:
+    """Everything a sender sent."""
+
+    batches: list[SentBatch] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, batch: SentBatch) -> None:
+        with self.lock:
+            self.batches.append(batch)
+
+    def sent(self) -> set[str]:
+        with self.lock:
+            return {u for b in self.batches for u in b.uids}
+
+    def acked(self) -> set[str]:
+        with self.lock:
+            return {u for b in self.batches if b.acked for u in b.uids}
+
+    def acked_count(self) -> int:
+        with self.lock:
+            return sum(len(b.uids) for b in self.batches if b.acked)
+
+    def in_flight_at(self, moments: Iterable[float]) -> set[str]:
+        """Uids of requests that were in flight at any of the given moments (monotonic)."""
+        points = list(moments)
+        with self.lock:
+            return {
+                u
+                for b in self.batches
+                if any(b.started <= m <= (b.ended or float("inf")) for m in points)
+                for u in b.uids
+            }
+
+
+class AckedSpanSender:
+    """Sends spans through the OpenTelemetry SDK's OTLP/gRPC exporter, one request at a time,
+    and logs which requests were acknowledged.
+
+    The exporter retries UNAVAILABLE (with the receiver's retry hint) and connection failures
+    within ``timeout`` seconds, as an instrumented application's exporter would; a request still
+    failing then counts as not acknowledged (a real SDK would drop it).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        run: str,
+        batch: int = 20,
+        interval: float = 0.05,
+        services: int = 4,
+        timeout: float = 20.0,
+        headers: dict[str, str] | None = None,
+    ):
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.run = run
+        self.batch = batch
+        self.interval = interval
+        self.log = SendLog()
+        self._exporter = OTLPSpanExporter(
+            endpoint=endpoint, insecure=True, timeout=timeout, headers=headers
+        )
+        self._tracers = []
+        self._collector = InMemorySpanExporter()
+        self.error: BaseException | None = None
+        for i in range(services):
+            provider = TracerProvider(
+                resource=Resource.create({"service.name": f"svc{i}", "test.run": run})
+            )
+            provider.add_span_processor(SimpleSpanProcessor(self._collector))
+            self._tracers.append(provider.get_tracer("emberlake.tests.faults"))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"sender-{run}", daemon=True)
+        self._seq = 0
+
+    def _one(self, n: int) -> None:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        tracer = self._tracers[n % len(self._tracers)]
+        uids = []
+        for _ in range(self.batch):
+            uid = f"{self.run}-{self._seq}"
+            self._seq += 1
+            with tracer.start_as_current_span("GET /item", attributes={UID: uid}):
+                pass
+            uids.append(uid)
+        spans = self._collector.get_finished_spans()
+        self._collector.clear()
+        sent = SentBatch(uids, time.monotonic())
+        self.log.add(sent)
+        result = self._exporter.export(spans)
+        sent.ended = time.monotonic()
+        sent.acked = result == SpanExportResult.SUCCESS
+
+    def _loop(self) -> None:
+        n = 0
+        try:
+            while not self._stop.is_set():
+                self._one(n)
+                n += 1
+                self._stop.wait(self.interval)
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def start(self) -> AckedSpanSender:
+        self._thread.start()
+        return self
+
+    def send_now(self, batches: int) -> None:
+        """Send ``batches`` requests on the caller's thread (when not started)."""
+        for n in range(batches):
+            self._one(n)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the sender did not finish its last request"
+        assert self.error is None, f"the sender failed: {self.error!r}"
+        self._exporter.shutdown()
+
+
+# -- the lake, read back -------------------------------------------------------------------
+
+
+def lake_uid_counts(settings: Settings, tables: Iterable[str]) -> Counter[str]:
+    """How often each ``test.uid`` occurs in the given tables (``tenant.signal``)."""
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    from lake.catalog import open_catalog
+
+    catalog = open_catalog(settings)
+    counts: Counter[str] = Counter()
+    for name in tables:
+        try:
+            rows = catalog.load_table(name).scan(selected_fields=("attributes",)).to_arrow()
+        except (NoSuchTableError, NoSuchNamespaceError):
+            continue
+        for attributes in rows.column("attributes").to_pylist():
+            uid = dict(attributes or ()).get(UID)
+            if uid is not None:
+                counts[uid] += 1
+    return counts
+
+
+def assert_exactly_once(
+    counts: Counter[str], must: set[str], allowed_duplicates: set[str] = frozenset()  # type: ignore[assignment]
+) -> None:
+    """Every uid in ``must`` is present; none is present twice except ``allowed_duplicates``."""
+    missing = must - set(counts)
+    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
+    duplicated = {u: n for u, n in counts.items() if n > 1 and u not in allowed_duplicates}
+    assert not duplicated, f"{len(duplicated)} records duplicated, e.g. {list(duplicated.items())[:5]}"
+
+
+def uid_counts_sql(run: str) -> str:
+    """SQL counting each uid of a run in ``spans`` (through the query daemon)."""
+    return (
+        f"SELECT attributes['{UID}'] AS uid, count(*) AS n FROM spans "
+        f"WHERE resource_attributes['test.run'] = '{run}' GROUP BY 1"
+    )

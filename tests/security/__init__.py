@@ -1,0 +1,1 @@
+"""Hostile input, tenancy and authentication against running components."""
