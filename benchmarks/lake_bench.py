@@ -205,13 +205,13 @@ def bench_end_to_end(total_spans: int, workdir: Path) -> None:
         # Wait for the group join before timing: that is broker latency, not writer cost.
         while not ingestor.assigned:
             ingestor.poll_once(timeout=0.2)
-        ingestor.timings.clear()
+        ingestor.reset_timings()
         wall0, cpu0 = time.perf_counter(), time.process_time()
         while ingestor.committed_rows < spans:
             ingestor.poll_once(timeout=0.2)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         ingestor.flush()
-        ingestor.source.close()
+        ingestor.close()
         stages = ", ".join(
             f"{name} {seconds / spans * 1e6:.2f}" for name, seconds in ingestor.timings.items()
         )

@@ -6,11 +6,12 @@
    and the tables' stored offsets for it are forgotten, to be read afresh when first needed.
 2. Records are routed and flattened into a :class:`~lake.batch.Batch`, skipping what their
    table already holds (see :mod:`lake.offsets`).
-3. When the batch is full (``batch_max_rows``) or old (``batch_max_seconds``), each table is
-   committed with its offsets (:class:`~lake.writer.IcebergWriter`), then the checkpoints are
-   saved, then the consumer group offsets are committed (for monitoring only).
-4. If a commit finds that another writer moved this writer's offsets, the batch is dropped and
-   every assigned partition is sought back to its checkpoint.
+3. When the batch is full (``batch_max_rows``) or old (``batch_max_seconds``), it goes to the
+   :class:`~lake.committer.BatchCommitter` (on its own thread while the next batch is read):
+   each table is committed with its offsets, then the checkpoints are saved; then the consumer
+   group offsets are committed (for monitoring only). One batch commits at a time, in order.
+4. If a commit finds that another writer moved this writer's offsets, that batch and the one
+   being read are dropped and every assigned partition is sought back to its checkpoint.
 """
 
 from __future__ import annotations
@@ -20,30 +21,25 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, cast
 
-import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message
 from confluent_kafka import TopicPartition as KafkaPartition
-from pyiceberg.table import Table
 
 from emberlake.errors import CommitConflict, LakeError
 from emberlake.settings import Settings
 from ingest.kafka import consumer_config
 from ingest.topics import Topics
 from lake.batch import Batch, Record, TableRef
-from lake.offsets import CheckpointStore, TopicPartition, offset_property
-from lake.writer import IcebergWriter, TableAppend
+from lake.committer import BatchCommitter, RowsHook
+from lake.offsets import CheckpointStore, TableOffsets, TopicPartition
+from lake.writer import IcebergWriter
 
 log = logging.getLogger(__name__)
 
 #: Records fetched per poll; a record holds a whole export request (often hundreds of rows).
 POLL_RECORDS = 64
-
-#: A step applied to each table's rows before the commit, given the (current) table: returns the
-#: rows to write (e.g. with promoted ``attr_*`` columns, Arrow fields carrying a ``doc``) and
-#: table properties to set in the same commit (e.g. the schema inference state).
-RowsHook = Callable[[Table, pa.Table], tuple[pa.Table, dict[str, str]]]
 
 
 class KafkaSource:
@@ -135,34 +131,57 @@ def _start(checkpoint: int | None) -> int:
 
 
 class LakeIngestor:
-    """Consumes the signal topics into the lake until told to stop."""
+    """Consumes the signal topics into the lake until told to stop.
+
+    With ``pipeline`` (the default) a batch is committed on a second thread while the next one
+    is read and flattened; batches still commit one at a time and in order.
+    """
 
     def __init__(
         self,
         settings: Settings,
         source: KafkaSource,
-        writer: IcebergWriter,
+        committer: BatchCommitter,
         checkpoints: CheckpointStore,
-        hooks: Iterable[RowsHook] = (),
+        offsets: TableOffsets,
+        pipeline: bool = True,
     ):
         self.settings = settings
         self.source = source
-        self.writer = writer
+        self.committer = committer
+        self.writer = committer.writer
         self.checkpoints = checkpoints
+        self.offsets = offsets
         self.cluster_id = checkpoints.cluster_id
-        self.hooks = list(hooks)
         self.topics = Topics(settings.kafka.topic_prefix)
         self.batch = Batch(self.topics)
-        #: (table, partition) -> the table's stored offset, as this writer last knew it
-        self.known: dict[tuple[TableRef, TopicPartition], int | None] = {}
+        #: (table, partition) -> stored offset when first needed: records below it are skipped
+        self.floors: dict[tuple[TableRef, TopicPartition], int | None] = {}
         self.assigned: set[TopicPartition] = set()
-        self.committed_rows = 0
-        self.commits = 0
-        #: seconds spent per stage (consume, flatten, arrow, write, commit, checkpoint)
-        self.timings: defaultdict[str, float] = defaultdict(float)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="lake-commit") if pipeline else None
+        self._inflight: Future[dict[TopicPartition, int]] | None = None
+        self._timings: defaultdict[str, float] = defaultdict(float)
+
+    @property
+    def committed_rows(self) -> int:
+        return self.committer.committed_rows
+
+    @property
+    def commits(self) -> int:
+        return self.committer.commits
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds spent per stage: consume, flatten, arrow, write, commit, checkpoint."""
+        return {**self._timings, **self.committer.timings}
+
+    def reset_timings(self) -> None:
+        self._timings.clear()
+        self.committer.timings.clear()
 
     # -- rebalance -------------------------------------------------------------------------
     def _on_assign(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        self._settle()
         checkpoints = self.checkpoints.load(partitions)
         self._forget(partitions)
         self.assigned.update(partitions)
@@ -171,27 +190,27 @@ class LakeIngestor:
 
     def _on_revoke(self, partitions: list[TopicPartition]) -> None:
         log.info("revoking %s: committing the current batch first", partitions)
-        self.flush()
+        self.flush(wait=True)
         self._forget(partitions)
         self.assigned.difference_update(partitions)
 
     def _on_lost(self, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s: dropping the current batch", partitions)
+        self._settle()
         self.batch = Batch(self.topics)
         self._forget(partitions)
         self.assigned.difference_update(partitions)
 
     def _forget(self, partitions: Iterable[TopicPartition]) -> None:
         gone = set(partitions)
-        self.known = {k: v for k, v in self.known.items() if k[1] not in gone}
+        self.floors = {k: v for k, v in self.floors.items() if k[1] not in gone}
+        self.committer.forget(gone)
 
-    # -- offsets ---------------------------------------------------------------------------
-    def _committed(self, ref: TableRef, tp: TopicPartition) -> int | None:
+    def _floor(self, ref: TableRef, tp: TopicPartition) -> int | None:
         key = (ref, tp)
-        if key not in self.known:
-            prop = offset_property(self.cluster_id, *tp)
-            self.known[key] = self.writer.stored_offsets(*ref, [prop])[prop]
-        return self.known[key]
+        if key not in self.floors:
+            self.floors[key] = self.offsets.read(*ref, tp)
+        return self.floors[key]
 
     # -- the loop --------------------------------------------------------------------------
     def subscribe(self) -> None:
@@ -200,7 +219,9 @@ class LakeIngestor:
         )
 
     def poll_once(self, timeout: float = 0.2) -> int:
-        """Consume what arrives within ``timeout`` and flush when the batch is due."""
+        """Consume what arrives within ``timeout`` and hand the batch over when it is due."""
+        if self._inflight is not None and self._inflight.done():
+            self._settle()
         lake = self.settings.lake
         if self.batch.started is not None:
             timeout = max(0.0, min(timeout, lake.batch_max_seconds - self.batch.age()))
@@ -209,13 +230,13 @@ class LakeIngestor:
         records = self.source.poll(POLL_RECORDS, timeout)
         polled = time.perf_counter()
         for record in records:
-            self.batch.add(record, self._committed)
-        self.timings["consume"] += polled - started
-        self.timings["flatten"] += time.perf_counter() - polled
+            self.batch.add(record, self._floor)
+        self._timings["consume"] += polled - started
+        self._timings["flatten"] += time.perf_counter() - polled
         if self.batch.records and (
             self.batch.rows >= lake.batch_max_rows or self.batch.age() >= lake.batch_max_seconds
         ):
-            self.flush()
+            self.flush(wait=self._pool is None)
         return len(records)
 
     def run(self, stop: threading.Event, drain_seconds: float = 0.0) -> None:
@@ -232,66 +253,52 @@ class LakeIngestor:
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since > 1.0:
                     break
-            self.flush()
+            self.flush(wait=True)
         finally:
-            self.source.close()
+            self.close()
 
-    def flush(self) -> None:
-        """Commit the batch: every table, then the checkpoints, then the group offsets."""
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.source.close()
+
+    def flush(self, wait: bool = True) -> None:
+        """Hand the current batch to the committer (after the previous one finished); with
+        ``wait``, also wait for it and act on the outcome."""
+        self._settle()
         batch, self.batch = self.batch, Batch(self.topics)
-        if not batch.records:
+        if batch.records:
+            owned = frozenset(self.assigned)
+            if self._pool is None:
+                self._inflight = Future()
+                try:
+                    self._inflight.set_result(self.committer.commit(batch, owned))
+                except (CommitConflict, LakeError) as exc:
+                    self._inflight.set_exception(exc)
+            else:
+                self._inflight = self._pool.submit(self.committer.commit, batch, owned)
+        if wait:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Wait for the batch being committed; commit group offsets, or on failure drop the
+        batch being read and rewind every assigned partition to its checkpoint."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
             return
         try:
-            for ref, table in batch.tables.items():
-                if table.columns.rows == 0 or not table.partitions:
-                    continue
-                started = time.perf_counter()
-                rows = table.columns.to_arrow()
-                self.timings["arrow"] += time.perf_counter() - started
-                self._commit_table(ref, rows, table.partitions, batch)
+            ends = inflight.result()
         except (CommitConflict, LakeError) as exc:
             log.warning("batch dropped (%s); resuming assigned partitions from checkpoints", exc)
             self._rewind()
             return
-        ends = {tp: end for tp, end in batch.ends.items() if tp in self.assigned}
-        started = time.perf_counter()
-        try:
-            self.checkpoints.save(ends)
-        except Exception as exc:  # only costs re-reading (and skipping) after a restart
-            log.warning("could not save checkpoints: %s", exc)
         self.source.commit(ends)
-        self.timings["checkpoint"] += time.perf_counter() - started
-        log.debug(
-            "batch: %d records, %d rows, %d skipped", batch.records, batch.rows, batch.skipped
-        )
-
-    def _commit_table(
-        self, ref: TableRef, rows: pa.Table, partitions: set[TopicPartition], batch: Batch
-    ) -> None:
-        properties: dict[str, str] = {}
-        for hook in self.hooks:
-            rows, extra = hook(self.writer.table(*ref), rows)
-            properties.update(extra)
-        keys = {tp: offset_property(self.cluster_id, *tp) for tp in partitions}
-        job = TableAppend(
-            namespace=ref[0],
-            table=ref[1],
-            rows=rows,
-            offsets={keys[tp]: batch.ends[tp] for tp in partitions},
-            expected={keys[tp]: self._committed(ref, tp) for tp in partitions},
-            properties=properties,
-        )
-        self.writer.append(job)
-        self.timings["write"] += self.writer.last_write_seconds
-        self.timings["commit"] += self.writer.last_commit_seconds
-        for tp in partitions:
-            self.known[(ref, tp)] = batch.ends[tp]
-        self.committed_rows += rows.num_rows
-        self.commits += 1
 
     def _rewind(self) -> None:
         """Forget everything learnt and seek every assigned partition back to its checkpoint."""
-        self.known.clear()
+        self.batch = Batch(self.topics)
+        self.floors.clear()
+        self.committer.forget()
         assigned = sorted(self.assigned)
         if not assigned:
             return
@@ -299,13 +306,25 @@ class LakeIngestor:
         self.source.rewind({tp: _start(checkpoints[tp]) for tp in assigned})
 
 
-def build_ingestor(settings: Settings, hooks: Iterable[RowsHook] = ()) -> LakeIngestor:
+def build_ingestor(
+    settings: Settings, hooks: Iterable[RowsHook] = (), pipeline: bool = True
+) -> LakeIngestor:
     """An ingestor wired to the configured broker and catalog (topics must exist)."""
     from ingest.kafka import cluster_id
     from lake.catalog import open_catalog
     from lake.maintenance import SnapshotExpiry
 
+    cluster = cluster_id(settings)
+    # The committer thread and the consuming thread each get their own catalog connection.
+    commit_catalog = open_catalog(settings)
+    writer = IcebergWriter(commit_catalog, SnapshotExpiry.from_settings(settings))
+    committer = BatchCommitter(writer, CheckpointStore(commit_catalog, cluster), hooks)
     catalog = open_catalog(settings)
-    writer = IcebergWriter(catalog, SnapshotExpiry.from_settings(settings))
-    checkpoints = CheckpointStore(catalog, cluster_id(settings))
-    return LakeIngestor(settings, KafkaSource(settings), writer, checkpoints, hooks)
+    return LakeIngestor(
+        settings,
+        KafkaSource(settings),
+        committer,
+        CheckpointStore(catalog, cluster),
+        TableOffsets(catalog, cluster),
+        pipeline=pipeline,
+    )

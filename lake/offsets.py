@@ -21,6 +21,7 @@ import logging
 from collections.abc import Iterable, Mapping
 
 from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
 from lake.tables import SYSTEM_NAMESPACE, ensure_namespace
 
@@ -87,3 +88,19 @@ class CheckpointStore:
                 for (topic, part), offset in positions.items()
             },
         )
+
+
+class TableOffsets:
+    """Reads the offsets tables hold, each time afresh from the catalog (no shared table
+    objects, so it is safe beside a committer thread); a missing table holds nothing."""
+
+    def __init__(self, catalog: Catalog, cluster_id: str):
+        self.catalog = catalog
+        self.cluster_id = cluster_id
+
+    def read(self, namespace: str, table: str, tp: TopicPartition) -> int | None:
+        try:
+            properties = self.catalog.load_table(f"{namespace}.{table}").properties
+        except (NoSuchTableError, NoSuchNamespaceError):
+            return None
+        return parse_offset(properties.get(offset_property(self.cluster_id, *tp)))

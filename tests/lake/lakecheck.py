@@ -60,9 +60,9 @@ def wait_for_seqs(
 
 
 @contextmanager
-def running_ingestor(settings: Settings) -> Iterator[LakeIngestor]:
+def running_ingestor(settings: Settings, pipeline: bool = True) -> Iterator[LakeIngestor]:
     """An ingestor consuming in a background thread until the block ends (graceful stop)."""
-    ingestor = build_ingestor(settings)
+    ingestor = build_ingestor(settings, pipeline=pipeline)
     stop = threading.Event()
     errors: list[BaseException] = []
 

@@ -64,19 +64,20 @@ def test_spans_logs_metrics_land_once_with_attributes(settings: Settings) -> Non
     assert sum(int(v) for v in offsets.values()) == len(spans)
 
 
-def test_restart_resumes_without_duplicates(settings: Settings) -> None:
+@pytest.mark.parametrize("pipeline", [True, False], ids=["pipelined", "sequential"])
+def test_restart_resumes_without_duplicates(settings: Settings, pipeline: bool) -> None:
     ensure_emberlake_topics(settings)
     first = [
         ("acme", "a", spans_request("a", s).SerializeToString()) for s in seq_batches(0, 100, 10)
     ]
     produce(settings, "spans", first)
-    with running_ingestor(settings):
+    with running_ingestor(settings, pipeline):
         wait_for_seqs(settings, "acme.spans", set(range(100)))
     second = [
         ("acme", "a", spans_request("a", s).SerializeToString()) for s in seq_batches(100, 100, 10)
     ]
     produce(settings, "spans", second)
-    with running_ingestor(settings):
+    with running_ingestor(settings, pipeline):
         counts = wait_for_seqs(settings, "acme.spans", set(range(200)))
     assert set(counts.values()) == {1}
 
@@ -156,7 +157,7 @@ def test_hooks_add_columns_and_properties_in_the_same_commit(settings: Settings)
     ingestor = build_ingestor(settings, hooks=[promote_route])
     ingestor.subscribe()
     wait_for(lambda: ingestor.poll_once() >= 0 and ingestor.committed_rows >= 10, 60, 0)
-    ingestor.source.close()
+    ingestor.close()
     table = open_catalog(settings).load_table("acme.spans")
     assert table.schema().find_field("attr_http_route").doc == "attribute http.route"
     assert table.properties["test.hook.rows"] == "10"

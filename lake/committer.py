@@ -1,0 +1,117 @@
+"""Committing one writer batch: every table with its offsets, then the partition checkpoints.
+
+:class:`BatchCommitter` runs one batch at a time, in order (the ingestor hands it the next batch
+only once the previous one is done), so checkpoints only ever follow complete batches. It keeps
+its own view of the offsets each table holds, which it uses as the commit's expectation; the
+ingestor keeps a separate one for deciding what to skip, so the two never race. It is safe to
+run on a thread of its own while the ingestor reads and flattens the next batch: Parquet
+encoding and file writes release the GIL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+import pyarrow as pa
+from pyiceberg.table import Table
+
+from emberlake.errors import CommitConflict, LakeError
+from lake.batch import Batch, TableRef
+from lake.offsets import CheckpointStore, TopicPartition, offset_property
+from lake.writer import IcebergWriter, TableAppend
+
+log = logging.getLogger(__name__)
+
+#: A step applied to each table's rows before the commit, given the (current) table: returns the
+#: rows to write (e.g. with promoted ``attr_*`` columns, Arrow fields carrying a ``doc``) and
+#: table properties to set in the same commit (e.g. the schema inference state).
+RowsHook = Callable[[Table, pa.Table], tuple[pa.Table, dict[str, str]]]
+
+
+class BatchCommitter:
+    """Commits batches through an :class:`IcebergWriter` and saves checkpoints after each."""
+
+    def __init__(
+        self,
+        writer: IcebergWriter,
+        checkpoints: CheckpointStore,
+        hooks: Iterable[RowsHook] = (),
+    ):
+        self.writer = writer
+        self.checkpoints = checkpoints
+        self.cluster_id = checkpoints.cluster_id
+        self.hooks = list(hooks)
+        #: (table, partition) -> the offset the table holds, as far as this writer knows
+        self.known: dict[tuple[TableRef, TopicPartition], int | None] = {}
+        self.committed_rows = 0
+        self.commits = 0
+        self.timings: defaultdict[str, float] = defaultdict(float)
+
+    def forget(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        """Drop what is known about these partitions (all, when None)."""
+        if partitions is None:
+            self.known.clear()
+            return
+        gone = set(partitions)
+        self.known = {k: v for k, v in self.known.items() if k[1] not in gone}
+
+    def _expected(self, ref: TableRef, tp: TopicPartition) -> int | None:
+        key = (ref, tp)
+        if key not in self.known:
+            prop = offset_property(self.cluster_id, *tp)
+            self.known[key] = self.writer.stored_offsets(*ref, [prop])[prop]
+        return self.known[key]
+
+    def commit(self, batch: Batch, owned: frozenset[TopicPartition]) -> dict[TopicPartition, int]:
+        """Commit every table of the batch, then checkpoint the partitions still ``owned``;
+        returns the checkpointed positions. On :class:`CommitConflict` or :class:`LakeError`
+        nothing after the failing table is committed and no checkpoint moves."""
+        try:
+            for ref, table in batch.tables.items():
+                if table.columns.rows == 0 or not table.partitions:
+                    continue
+                started = time.perf_counter()
+                rows = table.columns.to_arrow()
+                self.timings["arrow"] += time.perf_counter() - started
+                self._commit_table(ref, rows, table.partitions, batch)
+        except (CommitConflict, LakeError):
+            self.known.clear()
+            raise
+        ends = {tp: end for tp, end in batch.ends.items() if tp in owned}
+        started = time.perf_counter()
+        try:
+            self.checkpoints.save(ends)
+        except Exception as exc:  # only costs re-reading (and skipping) after a restart
+            log.warning("could not save checkpoints: %s", exc)
+        self.timings["checkpoint"] += time.perf_counter() - started
+        log.debug(
+            "batch: %d records, %d rows, %d skipped", batch.records, batch.rows, batch.skipped
+        )
+        return ends
+
+    def _commit_table(
+        self, ref: TableRef, rows: pa.Table, partitions: set[TopicPartition], batch: Batch
+    ) -> None:
+        properties: dict[str, str] = {}
+        for hook in self.hooks:
+            rows, extra = hook(self.writer.table(*ref), rows)
+            properties.update(extra)
+        keys = {tp: offset_property(self.cluster_id, *tp) for tp in partitions}
+        job = TableAppend(
+            namespace=ref[0],
+            table=ref[1],
+            rows=rows,
+            offsets={keys[tp]: batch.ends[tp] for tp in partitions},
+            expected={keys[tp]: self._expected(ref, tp) for tp in partitions},
+            properties=properties,
+        )
+        self.writer.append(job)
+        self.timings["write"] += self.writer.last_write_seconds
+        self.timings["commit"] += self.writer.last_commit_seconds
+        for tp in partitions:
+            self.known[(ref, tp)] = batch.ends[tp]
+        self.committed_rows += rows.num_rows
+        self.commits += 1
