@@ -25,7 +25,7 @@ from lake.flatten.common import (
     parse,
     resource_fields,
 )
-from lake.flatten.wire import LeanTraceRequest
+from lake.flatten.wire import FullTraceRequest, LeanTraceRequest
 
 KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 STATUS_CODES = ("UNSET", "OK", "ERROR")
@@ -136,12 +136,13 @@ class SpanColumns(Columns):
         attr_of = attrs.__getitem__
         no_items = _NO_ITEMS
 
-        for resource_spans in request.resource_spans:
+        full: Any = None  # the request with all events and links, parsed only when needed
+        for ri, resource_spans in enumerate(request.resource_spans):
             rs.start_resource(resource_spans.resource)
-            for scope_spans in resource_spans.scope_spans:
+            for si, scope_spans in enumerate(resource_spans.scope_spans):
                 spans = scope_spans.spans
                 rs.mark_rows(rs.start_scope(scope_spans.scope), len(spans))
-                for span in spans:
+                for k, span in enumerate(spans):
                     start_append(span.start_time_unix_nano)
                     end_append(span.end_time_unix_nano)
                     tid_append(span.trace_id)
@@ -153,10 +154,14 @@ class SpanColumns(Columns):
                     status_append(status_of(span.status))
                     ids_extend(map(attr_of, span.attributes[:]))
                     offsets_append(len(ids))
-                    ev = span.events
-                    ev_append(events_json(ev) if ev else no_items)
-                    ln = span.links
-                    ln_append(links_json(ln) if ln else no_items)
+                    if span.events or span.links:
+                        full = full or parse(FullTraceRequest, data)
+                        whole = full.resource_spans[ri].scope_spans[si].spans[k]
+                        ev_append(events_json(whole.events) if whole.events else no_items)
+                        ln_append(links_json(whole.links) if whole.links else no_items)
+                    else:
+                        ev_append(no_items)
+                        ln_append(no_items)
 
     def to_arrow(self) -> pa.Table:
         start_ns, end_ns = nanos(self.start), nanos(self.end)

@@ -60,8 +60,14 @@ def _reachable(root: Descriptor) -> list[Descriptor]:
     return list(seen.values())
 
 
-def mirror(root: Descriptor, package: str) -> Any:
-    """A message class wire-compatible with ``root`` whose opaque leaves are ``bytes``."""
+def mirror(root: Descriptor, package: str, singular: frozenset[str] = frozenset()) -> Any:
+    """A message class wire-compatible with ``root`` whose opaque leaves are ``bytes``.
+
+    Repeated fields named in ``singular`` (``message.full_name`` + "." + field name) are
+    declared singular: reading one then costs a plain attribute access instead of building a
+    container, and gives the last element (protobuf keeps the last value of a repeated
+    singular field) or empty, which is enough to tell whether there are any.
+    """
     file = descriptor_pb2.FileDescriptorProto(
         name=f"{package.replace('.', '/')}.proto", package=package, syntax="proto3"
     )
@@ -72,6 +78,8 @@ def mirror(root: Descriptor, package: str) -> Any:
         del proto.nested_type[:]
         del proto.enum_type[:]
         for f in proto.field:
+            if f"{message.full_name}.{f.name}" in singular:
+                f.label = _F.LABEL_OPTIONAL
             if f.type == _F.TYPE_MESSAGE:
                 target = f.type_name.lstrip(".")
                 if target in OPAQUE:
@@ -90,6 +98,15 @@ def mirror(root: Descriptor, package: str) -> Any:
     )
 
 
-LeanTraceRequest = mirror(ExportTraceServiceRequest.DESCRIPTOR, "emberlake.lean.trace")
+#: Span events and links are rare: the hot mirror only says whether a span has any, and the
+#: full mirror (same bytes) is parsed for the requests that do.
+LeanTraceRequest = mirror(
+    ExportTraceServiceRequest.DESCRIPTOR,
+    "emberlake.lean.trace",
+    singular=frozenset(
+        {"opentelemetry.proto.trace.v1.Span.events", "opentelemetry.proto.trace.v1.Span.links"}
+    ),
+)
+FullTraceRequest = mirror(ExportTraceServiceRequest.DESCRIPTOR, "emberlake.full.trace")
 LeanLogsRequest = mirror(ExportLogsServiceRequest.DESCRIPTOR, "emberlake.lean.logs")
 LeanMetricsRequest = mirror(ExportMetricsServiceRequest.DESCRIPTOR, "emberlake.lean.metrics")

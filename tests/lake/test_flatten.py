@@ -13,6 +13,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from emberlake.errors import InvalidRequest
 from lake.flatten import (
@@ -24,7 +25,7 @@ from lake.flatten import (
     flatten_spans,
     schema_for,
 )
-from lake.flatten.wire import LeanTraceRequest
+from lake.flatten.wire import FullTraceRequest, LeanTraceRequest
 from tests.lake.otlp_records import kv
 
 T = 1_700_000_000_123_456_789
@@ -74,6 +75,7 @@ def _span_request() -> ExportTraceServiceRequest:
     event.name = "exception"
     event.time_unix_nano = T + 1000
     event.attributes.extend([kv("exception.type", "ValueError"), kv("n", 3)])
+    root.events.add(name="retry", time_unix_nano=T + 2000)
     link = root.links.add()
     link.trace_id = bytes([0xAA] * 16)
     link.span_id = bytes([0xBB] * 8)
@@ -113,7 +115,7 @@ def test_spans_follow_the_contract() -> None:
     assert json.loads(attrs["kvl"]) == {"a": 1, "b": "two"}
     assert attrs["empty"] is None
     events = json.loads(root["events"])
-    assert events[0]["name"] == "exception"
+    assert [e["name"] for e in events] == ["exception", "retry"]
     assert events[0]["attributes"] == {"exception.type": "ValueError", "n": 3}
     assert events[0]["time"].startswith("2023-11-14T22:13:20.123457")
     links = json.loads(root["links"])
@@ -147,12 +149,16 @@ def test_missing_fields_become_nulls_and_defaults() -> None:
     assert row["kind"] == "UNSPECIFIED" and row["duration_ms"] == 0.0
 
 
-def test_lean_mirror_reads_the_same_wire_bytes() -> None:
+def test_lean_mirrors_read_the_same_wire_bytes() -> None:
     data = _span_request().SerializeToString()
     lean = LeanTraceRequest.FromString(data)
     span = lean.resource_spans[0].scope_spans[0].spans[0]
     assert span.name == "GET /" and len(span.attributes) == 8
-    assert lean.SerializeToString() == data
+    # The hot mirror only tells that there are events (it keeps the last one) ...
+    assert Span.Event.FromString(span.events).name == "retry"
+    assert not lean.resource_spans[0].scope_spans[0].spans[1].events
+    # ... the full mirror keeps everything, byte for byte.
+    assert FullTraceRequest.FromString(data).SerializeToString() == data
 
 
 def test_malformed_request_is_rejected_and_leaves_columns_untouched() -> None:
