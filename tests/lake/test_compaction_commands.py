@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +135,31 @@ def test_maintainer_cycle_adapts_compacts_expires_and_cleans(tmp_path: Path) -> 
     thread.join(timeout=30)
     assert not thread.is_alive() and maintainer.cycles > cycles
     assert layout_of(table).describe_sort() == "trace_id"
+
+
+def test_compact_loop_runs_until_terminated(tmp_path: Path) -> None:
+    settings = lake_settings(tmp_path, compact_interval_seconds=1.0)
+    fill(settings)
+    env = {**os.environ, **to_env(settings)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emberlake.cli", "compact", "--loop"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    table = open_catalog(settings).load_table(("acme", "spans"))
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            table.refresh()
+            if len(list(table.scan().plan_files())) == 1:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output.decode()
+    assert len(list(table.scan().plan_files())) == 1
+    assert sorted(seqs_in(table)) == list(range(240))
