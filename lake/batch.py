@@ -106,6 +106,9 @@ class Batch:
         self.tables: dict[TableRef, TableBatch] = {}
         #: (topic, partition) -> offset after the last record seen, skipped ones included
         self.ends: dict[TopicPartition, int] = {}
+        #: (table, partition) -> the stored offset this batch's skip decisions relied on; the
+        #: commit must find exactly these (or what this writer committed since) in the tables.
+        self.floors: dict[tuple[TableRef, TopicPartition], int | None] = {}
         self.records = 0
         self.skipped = 0
         self.started: float | None = None
@@ -138,6 +141,12 @@ class Batch:
             table = self.tables[ref] = TableBatch(columns)
         return table
 
+    def _stored(self, committed: CommittedLookup, ref: TableRef, tp: TopicPartition) -> int | None:
+        key = (ref, tp)
+        if key not in self.floors:
+            self.floors[key] = committed(ref, tp)
+        return self.floors[key]
+
     def add(self, record: Record, committed: CommittedLookup) -> int:
         """Route one record; returns the rows it added (0 if skipped or set aside)."""
         if self.started is None:
@@ -154,7 +163,7 @@ class Batch:
             return 0
         ref = (tenant, signal)
         value = record.value or b""
-        stored = committed(ref, record.tp)
+        stored = self._stored(committed, ref, record.tp)
         if stored is not None and record.offset < stored:
             # Already in the table, unless it is a record that was set aside as a dead letter.
             scratch = self._scratch.get(signal) or self._scratch.setdefault(
@@ -184,7 +193,7 @@ class Batch:
         reason: str,
         committed: CommittedLookup,
     ) -> None:
-        stored = committed(ref, record.tp)
+        stored = self._stored(committed, ref, record.tp)
         if stored is not None and record.offset < stored:
             self.skipped += 1
             return

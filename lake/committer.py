@@ -2,10 +2,11 @@
 
 :class:`BatchCommitter` runs one batch at a time, in order (the ingestor hands it the next batch
 only once the previous one is done), so checkpoints only ever follow complete batches. It keeps
-its own view of the offsets each table holds, which it uses as the commit's expectation; the
-ingestor keeps a separate one for deciding what to skip, so the two never race. It is safe to
-run on a thread of its own while the ingestor reads and flattens the next batch: Parquet
-encoding and file writes release the GIL.
+the offsets its own commits stored; for a table it has not committed to since the partition
+was assigned, it expects the offset the batch's skip decisions relied on (``Batch.floors``), so
+a commit succeeds only if the table still holds what the reader assumed. It is safe to run on a
+thread of its own while the ingestor reads and flattens the next batch: Parquet encoding and
+file writes release the GIL.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class BatchCommitter:
         self.checkpoints = checkpoints
         self.cluster_id = checkpoints.cluster_id
         self.hooks = list(hooks)
-        #: (table, partition) -> the offset the table holds, as far as this writer knows
+        #: (table, partition) -> the offset this writer's last commit stored
         self.known: dict[tuple[TableRef, TopicPartition], int | None] = {}
         self.committed_rows = 0
         self.commits = 0
@@ -58,12 +59,13 @@ class BatchCommitter:
         gone = set(partitions)
         self.known = {k: v for k, v in self.known.items() if k[1] not in gone}
 
-    def _expected(self, ref: TableRef, tp: TopicPartition) -> int | None:
+    def _expected(self, ref: TableRef, tp: TopicPartition, batch: Batch) -> int | None:
         key = (ref, tp)
-        if key not in self.known:
-            prop = offset_property(self.cluster_id, *tp)
-            self.known[key] = self.writer.stored_offsets(*ref, [prop])[prop]
-        return self.known[key]
+        if key in self.known:
+            return self.known[key]
+        if key in batch.floors:
+            return batch.floors[key]
+        raise LakeError(f"no stored offset was read for {ref} {tp}")  # a bug, not a race
 
     def commit(self, batch: Batch, owned: frozenset[TopicPartition]) -> dict[TopicPartition, int]:
         """Commit every table of the batch, then checkpoint the partitions still ``owned``;
@@ -105,7 +107,7 @@ class BatchCommitter:
             table=ref[1],
             rows=rows,
             offsets={keys[tp]: batch.ends[tp] for tp in partitions},
-            expected={keys[tp]: self._expected(ref, tp) for tp in partitions},
+            expected={keys[tp]: self._expected(ref, tp, batch) for tp in partitions},
             properties=properties,
         )
         self.writer.append(job)

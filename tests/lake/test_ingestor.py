@@ -163,3 +163,38 @@ def test_hooks_add_columns_and_properties_in_the_same_commit(settings: Settings)
     assert table.properties["test.hook.rows"] == "10"
     routes = table.scan().to_arrow().column("attr_http_route").to_pylist()
     assert sorted(routes) == sorted(f"/r/{i % 5}" for i in range(10))
+
+
+def test_an_offset_moved_by_another_writer_is_respected(settings: Settings) -> None:
+    """Another writer commits a prefix of this writer's batch after it read its offsets:
+    the stale commit is refused, the batch re-read, and every record lands once."""
+    import dataclasses
+
+    from ingest.kafka import cluster_id
+    from lake.flatten import flatten_spans
+    from lake.offsets import offset_property
+    from lake.writer import IcebergWriter
+
+    settings = settings.replace(kafka=dataclasses.replace(settings.kafka, partitions=1))
+    ensure_emberlake_topics(settings)
+    payloads = [spans_request("a", s).SerializeToString() for s in seq_batches(0, 100, 10)]
+    produce(settings, "spans", [("acme", "a", p) for p in payloads])
+    topic = f"{settings.kafka.topic_prefix}.otlp.spans"
+    key = offset_property(cluster_id(settings), topic, 0)
+    other = IcebergWriter(open_catalog(settings))
+    raced: list[int] = []
+    with running_ingestor(settings) as ingestor:
+        real_append = ingestor.writer.append
+
+        def append_after_a_rival(job: TableAppend) -> None:
+            if not raced:
+                # The rival stores the first 4 records (offsets 0-3) and offset 4.
+                rows = flatten_spans(payloads[:4])
+                other.append(TableAppend("acme", "spans", rows, {key: 4}, {key: None}))
+                raced.append(4)
+            real_append(job)
+
+        ingestor.writer.append = append_after_a_rival  # type: ignore[method-assign]
+        counts = wait_for_seqs(settings, "acme.spans", set(range(100)))
+    assert raced == [4]
+    assert set(counts.values()) == {1}
