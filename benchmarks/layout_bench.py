@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import logging
 import statistics
 import tempfile
 import time
@@ -51,6 +52,7 @@ from lake.compaction import CompactionOptions, compact_table
 from lake.layout import apply_proposal, propose_layout
 from lake.maintenance import SnapshotExpiry
 from lake.offsets import offset_property
+from lake.partitioning import Proposal
 from lake.tables import ensure_table
 from lake.writer import IcebergWriter, TableAppend
 from queryd.engine import DuckDBEngine, view_sql
@@ -75,10 +77,6 @@ class Query:
     weight: int
 
 
-def trace_hex(n: int) -> str:
-    return f"{(n * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % (1 << 128):032x}"
-
-
 def spans(i: int, rows: int, appends: int, hours: int, rng: np.random.Generator) -> pa.Table:
     """Append ``i``: ``rows`` spans in its slice of the time range, traces of ~4 spans."""
     slice_us = int(hours * 3600e6 / appends)
@@ -86,7 +84,9 @@ def spans(i: int, rows: int, appends: int, hours: int, rng: np.random.Generator)
     starts = np.sort(start_us + rng.integers(0, slice_us, rows))
     durations = rng.gamma(2.0, 25.0, rows)
     service_ix = rng.choice(len(SERVICES), size=rows, p=WEIGHTS)
-    traces = [trace_hex(i * rows + k // 4) for k in range(rows)]
+    # Random 128-bit trace ids, as tracers make them: ids say nothing about time or service.
+    trace_ids = [rng.bytes(16).hex() for _ in range((rows + 3) // 4)]
+    traces = [trace_ids[k // 4] for k in range(rows)]
     errors = rng.random(rows) < np.where(service_ix == 3, 0.08, 0.01)
     route_ix = rng.integers(0, len(ROUTES), rows)
     return pa.table(
@@ -130,16 +130,17 @@ def spans(i: int, rows: int, appends: int, hours: int, rng: np.random.Generator)
     )
 
 
-def ingest(settings: Settings, tenant: str, batches: list[pa.Table]) -> float:
-    """Append every batch as one commit through the lake writer; returns seconds taken."""
+def ingest(
+    settings: Settings, tenant: str, batches: list[pa.Table], offset: int | None = None
+) -> tuple[float, int | None]:
+    """Append each batch as one commit through the lake writer; returns (seconds, offset)."""
     writer = IcebergWriter(open_catalog(settings), SnapshotExpiry(20, 0.0, 5))
-    offset: int | None = None
     started = time.perf_counter()
     for rows in batches:
         nxt = (offset or 0) + rows.num_rows
         writer.append(TableAppend(tenant, "spans", rows, {KEY: nxt}, {KEY: offset}))
         offset = nxt
-    return time.perf_counter() - started
+    return time.perf_counter() - started, offset
 
 
 def workload(hours: int, batches: list[pa.Table]) -> list[Query]:
@@ -240,14 +241,57 @@ def run_pruned(table: Table, queries: list[Query], repeat: int) -> dict:
     return out
 
 
+def build(
+    settings: Settings, name: str, batches: list[pa.Table], live: int, proposal: Proposal | None
+) -> tuple[Table, Table, float]:
+    """Table ``name`` with every batch uncompacted, and ``name + "live"``: the same commits as
+    the maintainer leaves them, all compacted but the last ``live`` ones. Returns both and the
+    seconds the full ingest took."""
+    catalog = open_catalog(settings)
+    fresh = ensure_table(catalog, name, "spans")
+    if proposal is not None:
+        apply_proposal(fresh, dataclasses.replace(proposal, table=f"{name}.spans"))
+    head, tail = batches[:-live], batches[-live:]
+    seconds, offset = ingest(settings, name, head)
+    # A second table sharing the files so far: an Iceberg table is its metadata file.
+    catalog.create_namespace(f"{name}live")
+    fresh.refresh()
+    steady = catalog.register_table((f"{name}live", "spans"), fresh.metadata_location)
+    compact_table(steady, CompactionOptions.from_settings(settings))
+    ingest(settings, f"{name}live", tail, offset)
+    more, _ = ingest(settings, name, tail, offset)
+    fresh.refresh()
+    steady.refresh()
+    return fresh, steady, seconds + more
+
+
+def print_table(title: str, results: dict[str, dict], queries: list[Query]) -> dict[str, float]:
+    states = list(results)
+    print(f"\n{title}: median ms (files read/files in table)")
+    print(f"{'query':38s}" + "".join(f"{s:>22s}" for s in states))
+    for q in queries:
+        cells = "".join(
+            f"{ms:>10.1f} ({read:>4d}/{total:<4d})"
+            for ms, read, total in (results[s][q.name] for s in states)
+        )
+        print(f"{q.name:38s}{cells}")
+    totals = {s: sum(v[0] for v in results[s].values()) for s in states}
+    print(f"{'workload total':38s}" + "".join(f"{totals[s]:>22.1f}" for s in states))
+    return totals
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--appends", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=400, help="spans per append")
     parser.add_argument("--hours", type=int, default=48)
+    parser.add_argument("--live", type=int, default=30, help="uncompacted commits, steady state")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--scale", type=int, default=64, help="threshold divisor")
     args = parser.parse_args(argv)
+    # The steady-state copies share metadata history with their originals, so pyiceberg warns
+    # about old metadata files the other table already deleted.
+    logging.getLogger("pyiceberg").setLevel(logging.ERROR)
 
     rng = np.random.default_rng(11)
     batches = [spans(i, args.rows, args.appends, args.hours, rng) for i in range(args.appends)]
@@ -261,83 +305,63 @@ def main(argv: list[str]) -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=str(Path(tmp) / "data"), lake=lake)
-        catalog = open_catalog(settings)
-        default = ensure_table(catalog, "base", "spans")
-        seconds = ingest(settings, "base", batches)
-        rows = args.appends * args.rows
+        base, base_live, seconds = build(settings, "base", batches, args.live, None)
         print(
-            f"wrote {rows:,} spans in {args.appends} commits in {seconds:.1f}s"
-            f" ({args.appends / seconds:.1f} commits/s)"
+            f"wrote {args.appends * args.rows:,} spans in {args.appends} commits in"
+            f" {seconds:.1f}s ({args.appends / seconds:.1f} commits/s)"
         )
-
         engine = DuckDBEngine(settings)
-        results: dict[str, dict] = {}
-        results["default fresh"] = run_engine(engine, "base", queries, args.repeat)
+        engine_ms: dict[str, dict] = {}
+        pruned_ms: dict[str, dict] = {}
+        engine_ms["default fresh"] = run_engine(engine, "base", queries, args.repeat)
         querylog = JsonLinesQueryLog(settings.data_path / "querylog")
         for q in queries:
             for _ in range(q.weight):
                 querylog.record(QueryRecord("base", q.sql, True, 10.0, tables=["spans"]))
-
-        default.refresh()
-        proposal = propose_layout(settings, "base", default)
+        proposal = propose_layout(settings, "base", base)
         print(f"\npolicy: {proposal.current}\n     -> {proposal.target}")
         for change in proposal.changes:
             print(f"  - {change.describe()}\n    evidence {json.dumps(dict(change.evidence))}")
 
-        adapted = ensure_table(catalog, "adapted", "spans")
-        apply_proposal(adapted, dataclasses.replace(proposal, table="adapted.spans"))
-        ingest(settings, "adapted", batches)
-        results["adapted fresh"] = run_engine(engine, "adapted", queries, args.repeat)
-
+        adapted, adapted_live, _ = build(settings, "adapted", batches, args.live, proposal)
+        engine_ms["adapted fresh"] = run_engine(engine, "adapted", queries, args.repeat)
+        engine_ms["default live"] = run_engine(engine, "baselive", queries, args.repeat)
+        engine_ms["adapted live"] = run_engine(engine, "adaptedlive", queries, args.repeat)
+        for name, table in (("default", base), ("adapted", adapted)):
+            pruned_ms[f"{name} fresh"] = run_pruned(table, queries, args.repeat)
+        pruned_ms["default live"] = run_pruned(base_live, queries, args.repeat)
+        pruned_ms["adapted live"] = run_pruned(adapted_live, queries, args.repeat)
         options = CompactionOptions.from_settings(settings)
-        files = {}
-        for name, table in (("default", default), ("adapted", adapted)):
-            table.refresh()
+        for name, table in (("default", base), ("adapted", adapted)):
             done = compact_table(table, options)
-            files[f"{name} fresh"] = done.files_before
-            files[f"{name} compacted"] = done.files_after
             print(
                 f"compacted {name}: {done.files_before} -> {done.files_after} files"
                 f" in {done.seconds:.1f}s ({done.commits} commits)"
             )
-        results["default compacted"] = run_engine(engine, "base", queries, args.repeat)
-        results["adapted compacted"] = run_engine(engine, "adapted", queries, args.repeat)
-        default.refresh()
-        adapted.refresh()
-        results["default compacted, pruned"] = run_pruned(default, queries, args.repeat)
-        results["adapted compacted, pruned"] = run_pruned(adapted, queries, args.repeat)
+            table.refresh()
+            pruned_ms[f"{name} compacted"] = run_pruned(table, queries, args.repeat)
+        engine_ms["default compacted"] = run_engine(engine, "base", queries, args.repeat)
+        engine_ms["adapted compacted"] = run_engine(engine, "adapted", queries, args.repeat)
         engine.close()
 
-    print(f"\nfiles: {files}")
-    print("\nmedian ms (files read/total), DuckDBEngine unless 'pruned'")
-    states = list(results)
-    print(f"{'query':38s}" + "".join(f"{s:>28s}" for s in states))
+    totals = print_table("queryd DuckDBEngine", engine_ms, queries)
+    pruned = print_table("DuckDB over Iceberg-planned files (plan cached)", pruned_ms, queries)
+    print(f"\n{'ratio of workload totals':44s}{'engine':>10s}{'pruned':>10s}")
+    for label, a, b in (
+        ("default: fresh / compacted", "default fresh", "default compacted"),
+        ("default: live / compacted", "default live", "default compacted"),
+        ("adapted: fresh / compacted", "adapted fresh", "adapted compacted"),
+        ("adapted: live / compacted", "adapted live", "adapted compacted"),
+        ("fresh: default / adapted", "default fresh", "adapted fresh"),
+        ("live: default / adapted", "default live", "adapted live"),
+        ("compacted: default / adapted", "default compacted", "adapted compacted"),
+    ):
+        print(f"  {label:42s}{totals[a] / totals[b]:>9.2f}x{pruned[a] / pruned[b]:>9.2f}x")
+    print("\nper query, compacted default / adapted (engine, pruned):")
     for q in queries:
-        cells = "".join(
-            f"{ms:>16.1f} ({read:>4d}/{total:<4d})"
-            for ms, read, total in (results[s][q.name] for s in states)
-        )
-        print(f"{q.name:38s}{cells}")
-    total = {s: sum(v[0] for v in results[s].values()) for s in states}
-    print(f"{'workload total':38s}" + "".join(f"{total[s]:>28.1f}" for s in states))
-
-    def ratio(a: str, b: str) -> str:
-        return f"{total[a] / total[b]:.2f}x"
-
-    print("\nratios (workload total):")
-    print(f"  default: fresh / compacted            {ratio('default fresh', 'default compacted')}")
-    print(f"  adapted: fresh / compacted            {ratio('adapted fresh', 'adapted compacted')}")
-    print(f"  fresh: default / adapted              {ratio('default fresh', 'adapted fresh')}")
-    print(
-        f"  compacted: default / adapted          {ratio('default compacted', 'adapted compacted')}"
-    )
-    print(
-        f"  pruned compacted: default / adapted   "
-        f"{ratio('default compacted, pruned', 'adapted compacted, pruned')}"
-    )
-    for q in queries:
-        a, b = results["default compacted"][q.name][0], results["adapted compacted"][q.name][0]
-        print(f"  {q.name:36s} compacted default/adapted {a / b:5.2f}x")
+        e = engine_ms["default compacted"][q.name][0] / engine_ms["adapted compacted"][q.name][0]
+        p = pruned_ms["default compacted"][q.name][0] / pruned_ms["adapted compacted"][q.name][0]
+        print(f"  {q.name:42s}{e:>9.2f}x{p:>9.2f}x")
 
 
 if __name__ == "__main__":

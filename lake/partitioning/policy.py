@@ -15,10 +15,11 @@ The rules are the ones a data engineer applies by hand, each with a threshold fr
   ``min_partition_bytes`` on average: N trace buckets is the largest power of two that keeps
   them so, and a service or bucket field that would fragment the data is not proposed (the sort
   order still serves those filters). Over-partitioned tables scan many small files.
-- **Sort order.** Frequently equality-filtered columns not already identity-partitioned, lowest
-  cardinality first, then the time column (skipped after ``trace_id``, whose ordering leaves no
-  room for time clustering). Sorting keeps the min/max ranges of compacted files narrow, so
-  file and row-group pruning works for those filters.
+- **Sort order.** The most frequently equality-filtered column that is not identity-partitioned
+  leads (ties go to the lower cardinality), then the time column (not after ``trace_id``, whose
+  ordering leaves no room for time clustering). Only the leading key clusters well, so one is
+  chosen. Sorting keeps the min/max ranges of compacted files and row groups narrow, so file and
+  row-group pruning works for that filter.
 
 Nothing is proposed without enough evidence (``min_queries`` logged queries for workload rules).
 Every change carries a human-readable reason and the numbers behind it.
@@ -305,9 +306,12 @@ def _sort_rule(
         candidates.append((cardinality, column, usage.equality))
     if not candidates:
         return layout, None
-    candidates.sort(key=lambda c: (c[0], -c[2], c[1]))
-    keys = [SortKey(column) for _, column, _ in candidates]
-    if TRACE_COLUMN not in {k.source for k in keys} and stats.time_column in stats.columns:
+    # One leading key: only the first sort key clusters well. The most used filter wins; on a
+    # tie the lower cardinality (a high-cardinality leading key leaves nothing to cluster after).
+    candidates.sort(key=lambda c: (-c[2], c[0], c[1]))
+    lead = candidates[0][1]
+    keys = [SortKey(lead)]
+    if lead != TRACE_COLUMN and stats.time_column in stats.columns:
         keys.append(SortKey(stats.time_column))
     target = tuple(keys)
     if target == layout.sort:
@@ -315,10 +319,10 @@ def _sort_rule(
     evidence: dict[str, int | float | str] = {"queries": workload.queries}
     for _, column, count in candidates:
         evidence[f"{column}_equality_filters"] = count
-    listed = ", ".join(f"{column} ({count})" for _, column, count in candidates)
+    count = candidates[0][2]
     reason = (
-        f"frequent equality filters on {listed} of {workload.queries} queries: sorted files keep "
-        f"narrow min/max ranges on these columns, so scans skip files and row groups"
+        f"{count} of {workload.queries} queries filter {lead} by value: files sorted by it keep "
+        f"narrow min/max ranges on it, so scans skip files and row groups"
     )
     before = layout.describe_sort() if layout.sort else None
     after = ", ".join(str(k) for k in target)
