@@ -53,6 +53,13 @@ def receiver_command(ctx: click.Context) -> None:
 @click.option("--tenant", default=None, help="Tenant to send as (x-emberlake-tenant).")
 @click.option("--token", default=None, help="Bearer token, when the receiver has auth on.")
 @click.option("--seed", type=int, default=None, help="Random seed, for repeatable data.")
+@click.option(
+    "--incident-after",
+    type=float,
+    default=None,
+    help="Make the payment provider time out from this many seconds in (an incident for the "
+    "detectors and agents to find; give --seconds long enough for baselines to warm up).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def demo_command(
@@ -64,6 +71,7 @@ def demo_command(
     tenant: str | None,
     token: str | None,
     seed: int | None,
+    incident_after: float | None,
     as_json: bool,
 ) -> None:
     """Send a small shop's traces, logs and metrics through the OpenTelemetry SDK."""
@@ -79,6 +87,7 @@ def demo_command(
         seconds=seconds,
         rate=rate,
         seed=seed,
+        incident_after=incident_after,
     )
     data = {"endpoint": target, **vars(report), "ok": report.ok}
     text = (

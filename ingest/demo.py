@@ -45,11 +45,16 @@ from emberlake.errors import ReceiverUnavailable
 SERVICES = {"frontend": "2.3.1", "checkout": "1.8.0", "payments": "3.0.2", "inventory": "1.2.5"}
 SKUS = ("sku-1001", "sku-1002", "sku-2040", "sku-3300", "sku-4711")
 PAYMENT_FAILURE_RATE = 0.15
+INCIDENT_FAILURE_RATE = 0.7
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class PaymentDeclined(Exception):
     """The card issuer said no."""
+
+
+class ProviderTimeout(Exception):
+    """The payment provider did not answer in time (the demo's incident)."""
 
 
 class UpstreamError(Exception):
@@ -208,6 +213,8 @@ class Shop:
         }
         self._now = 0
         self._stock = dict.fromkeys(SKUS, 500)
+        #: While set, the payment provider behind ``payments`` times out for most charges.
+        self.incident = False
 
     def _log(
         self, service: str, span: trace.Span, severity: SeverityNumber, body: str, **attrs: Any
@@ -313,6 +320,12 @@ class Shop:
         amount = round(self.rng.uniform(5, 400), 2)
         span.set_attribute("payment.amount", amount)
         self._advance(20.0, 180.0)
+        if self.incident and self.rng.random() < INCIDENT_FAILURE_RATE:
+            self._advance(600.0, 1200.0)
+            self.report.failed_payments += 1
+            exc = ProviderTimeout("payment provider did not answer within 800 ms")
+            self._log("payments", span, SeverityNumber.ERROR, "charge failed", exception=exc)
+            raise exc
         if self.rng.random() < PAYMENT_FAILURE_RATE:
             self.report.failed_payments += 1
             exc = PaymentDeclined(f"card declined by issuer (amount {amount:.2f} EUR)")
@@ -388,8 +401,13 @@ def run_demo(
     seconds: float = 10.0,
     rate: float = 20.0,
     seed: int | None = None,
+    incident_after: float | None = None,
 ) -> DemoReport:
-    """Send shop telemetry to an OTLP/gRPC endpoint for ``seconds`` or until ``traces`` sent."""
+    """Send shop telemetry to an OTLP/gRPC endpoint for ``seconds`` or until ``traces`` sent.
+
+    With ``incident_after``, the payment provider starts timing out that many seconds in, so
+    payments fails slowly and checkout and frontend fail with it: what the detectors and the
+    investigator agents are for."""
     wait_for_receiver(endpoint)
     headers: dict[str, str] = {}
     if tenant:
@@ -401,6 +419,7 @@ def run_demo(
     interval = 1.0 / rate if rate > 0 else 0.0
     sent = 0
     while (traces is None or sent < traces) and time.monotonic() - started < seconds:
+        shop.incident = incident_after is not None and time.monotonic() - started >= incident_after
         shop.request()
         sent += 1
         pause = started + sent * interval - time.monotonic()
