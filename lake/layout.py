@@ -222,39 +222,17 @@ def querylog_dir(settings: Settings, tenant: str) -> Path:
     return settings.data_path / "querylog" / tenant
 
 
-def _record_time(raw: Any) -> float:
-    if isinstance(raw, int | float):
-        # Milliseconds or microseconds since the epoch are told apart by magnitude.
-        return float(raw) / (1e6 if raw > 1e14 else 1e3 if raw > 1e11 else 1)
-    if isinstance(raw, str) and raw:
-        try:
-            parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            return 0.0
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.UTC)
-        return parsed.timestamp()
-    return 0.0
-
-
 def parse_query_record(entry: dict[str, Any]) -> QueryRecord | None:
-    """One query log entry as a :class:`QueryRecord` (None when it carries no SQL)."""
-    sql = entry.get("sql") or entry.get("query")
-    if not isinstance(sql, str):
+    """One line of the query daemon's log (``queryd.querylog``) as a policy input, or None."""
+    sql, at = entry.get("sql"), entry.get("at")
+    if not isinstance(sql, str) or not isinstance(at, int | float):
         return None
-    ok = entry.get("ok")
-    if ok is None:
-        ok = not entry.get("error") and entry.get("status", "ok") in {"ok", "success", 200}
-    elapsed = entry.get("elapsed_ms", entry.get("duration_ms", 0.0))
-    when = next(
-        (entry[k] for k in ("at", "time", "ts", "timestamp", "started_at") if k in entry), 0
-    )
     tables = entry.get("tables")
     return QueryRecord(
         sql=sql,
-        elapsed_ms=float(elapsed or 0.0),
-        at=_record_time(when),
-        ok=bool(ok),
+        elapsed_ms=float(entry.get("elapsed_ms") or 0.0),
+        at=float(at),
+        ok=bool(entry.get("ok", True)),
         tenant=str(entry.get("tenant", "")),
         tables=tuple(str(t) for t in tables) if isinstance(tables, list) else (),
     )
@@ -265,7 +243,7 @@ def read_query_log(settings: Settings, tenant: str, since: float = 0.0) -> Itera
     folder = querylog_dir(settings, tenant)
     if not folder.is_dir():
         return
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(folder.glob("*.jsonl")):
         if path.stat().st_mtime < since:
             continue
         with path.open("r", encoding="utf-8", errors="replace") as lines:

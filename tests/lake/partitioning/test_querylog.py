@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from lake.layout import parse_query_record
 from lake.partitioning.querylog import (
     EQUALITY,
     OTHER,
@@ -10,6 +13,7 @@ from lake.partitioning.querylog import (
     analyze_sql,
     summarize,
 )
+from queryd.querylog import QueryRecord as LoggedQuery
 
 SPAN_COLUMNS = ["start_time", "trace_id", "service_name", "name", "duration_ms", "status_code"]
 
@@ -93,3 +97,24 @@ def test_summarize_counts_only_successful_recent_queries_on_the_table() -> None:
     assert workload.usage("name").filtered == 0
     assert workload.mean_ms == 20
     assert workload.share(trace.equality) == 2 / 3
+
+
+def test_query_daemon_log_lines_are_policy_input() -> None:
+    line = LoggedQuery(
+        "acme",
+        "SELECT 1 FROM spans",
+        ok=False,
+        elapsed_ms=12.5,
+        tables=["spans"],
+        at=1_800_000_000.25,
+    ).to_json()
+    record = parse_query_record(json.loads(line))
+    assert record == QueryRecord(
+        "SELECT 1 FROM spans",
+        elapsed_ms=12.5,
+        at=1_800_000_000.25,
+        ok=False,
+        tenant="acme",
+        tables=("spans",),
+    )
+    assert parse_query_record({"sql": 1, "at": 0}) is None
