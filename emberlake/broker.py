@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from emberlake.errors import BrokerError
+from emberlake.process import child_setup
 from emberlake.settings import Settings
 
 
@@ -55,7 +56,9 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise BrokerError(f"nothing listens on {host}:{port} after {timeout:.0f}s") from None
+                raise BrokerError(
+                    f"nothing listens on {host}:{port} after {timeout:.0f}s"
+                ) from None
             time.sleep(0.05)
 
 
@@ -114,7 +117,7 @@ class EmbeddedBroker:
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            preexec_fn=child_setup,
         )
         try:
             wait_for_port("127.0.0.1", self.port, timeout=20)

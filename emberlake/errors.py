@@ -128,4 +128,4 @@ class ToolUnavailable(EmberlakeError):
 
 
 class ModelRejected(ModelError):
-    """The model API refused the request itself (invalid, too long); sending it again cannot help."""
+    """The model API refused the request itself (invalid, too long); a retry cannot help."""

@@ -125,7 +125,9 @@ class LocalSystem:
                     pass
             self.proc.kill()
             self.proc.wait()
-            raise EmberlakeError(f"emberlake up did not stop in {timeout}s\n{self.logs()}") from None
+            raise EmberlakeError(
+                f"emberlake up did not stop in {timeout}s\n{self.logs()}"
+            ) from None
 
     def query(self, sql: str, tenant: str | None = None) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}

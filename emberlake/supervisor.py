@@ -23,6 +23,7 @@ from typing import IO
 import click
 
 from emberlake.broker import EmbeddedBroker, broker_for
+from emberlake.process import child_setup
 from emberlake.settings import Settings, to_env
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class Supervisor:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            preexec_fn=child_setup,
         )
         log.info("started %s (pid %d, log %s)", component.name, proc.pid, log_file.name)
         return Running(component, proc, log_file)
