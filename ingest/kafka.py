@@ -113,6 +113,11 @@ def cluster_id(settings: Settings, timeout: float = 10.0) -> str:
 Headers = Sequence[tuple[str, bytes]]
 
 
+def _is_fatal(err: KafkaError) -> bool:
+    """True for errors after which this producer instance can never produce again."""
+    return bool(err.fatal()) or err.code() == KafkaError._FATAL
+
+
 class KafkaSink:
     """An idempotent, acks=all producer whose sends resolve only once the broker has them.
 
@@ -121,15 +126,47 @@ class KafkaSink:
     """
 
     def __init__(self, settings: Settings, conf: dict[str, Any] | None = None):
-        self._producer = Producer(conf or producer_config(settings))
+        self._conf = conf or producer_config(settings)
+        #: Set when the producer hit a fatal error; the serving thread then replaces it.
+        self._fatal = threading.Event()
+        self._producer = self._new_producer()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="kafka-sink", daemon=True)
         self._thread.start()
 
+    def _new_producer(self) -> Producer:
+        return Producer({**self._conf, "error_cb": self._on_error})
+
+    def _on_error(self, err: KafkaError) -> None:
+        # An idempotent producer's fatal error (e.g. UNKNOWN_PRODUCER_ID once a restarted,
+        # memory-backed broker forgot it) fails every later produce: it must be replaced.
+        if _is_fatal(err):
+            log.error("the Kafka producer failed for good (%s); starting a new one", err.str())
+            self._fatal.set()
+
+    def _replace_fatal_producer(self) -> None:
+        self._fatal.clear()
+        old, self._producer = self._producer, self._new_producer()
+        try:
+            # Fail what the old producer still holds: those requests were not acknowledged,
+            # so their clients retry them on the new producer.
+            old.purge()
+            old.poll(0)
+            old.close()
+        except Exception:
+            log.exception("closing the failed producer")
+
     def _serve(self) -> None:
         while not self._stop.is_set():
+            if self._fatal.is_set():
+                self._replace_fatal_producer()
             try:
                 self._producer.poll(0.05)
+            except KafkaException as exc:
+                if exc.args and _is_fatal(exc.args[0]):
+                    self._on_error(exc.args[0])
+                else:
+                    log.exception("delivery callback failed")
             except Exception:
                 # A failing callback must not stop delivery reports for every later record.
                 log.exception("delivery callback failed")
@@ -143,6 +180,8 @@ class KafkaSink:
         def on_delivery(err: KafkaError | None, msg: Any) -> None:
             try:
                 if err is not None:
+                    if _is_fatal(err):
+                        self._fatal.set()
                     fut.set_exception(
                         BrokerUnavailable(f"broker did not take the record: {err.str()}")
                     )
@@ -165,6 +204,8 @@ class KafkaSink:
                 if attempt == 0:
                     self._producer.poll(0.1)
             except KafkaException as exc:
+                if exc.args and _is_fatal(exc.args[0]):
+                    self._fatal.set()
                 raise BrokerUnavailable(f"cannot produce to {topic}: {exc}") from None
         raise BrokerUnavailable("the producer queue is full: the broker is slow or unreachable")
 
