@@ -27,7 +27,7 @@ from typing import Any, cast
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message
 from confluent_kafka import TopicPartition as KafkaPartition
 
-from emberlake.errors import CommitConflict, LakeError
+from emberlake.errors import BrokerError, CommitConflict, EmberlakeError, LakeError
 from emberlake.settings import Settings
 from ingest.kafka import consumer_config
 from ingest.topics import Topics
@@ -182,11 +182,36 @@ class LakeIngestor:
     # -- rebalance -------------------------------------------------------------------------
     def _on_assign(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         self._settle()
+        self._check_cluster()
         checkpoints = self.checkpoints.load(partitions)
         self._forget(partitions)
         self.assigned.update(partitions)
         log.info("assigned %s from checkpoints %s", partitions, checkpoints)
         return {tp: _start(checkpoints[tp]) for tp in partitions}
+
+    def _check_cluster(self) -> None:
+        """Stop if the broker is no longer the cluster this writer started on.
+
+        A restarted embedded broker is a new, empty cluster at the same address: its offsets
+        start at 0 again, so checkpoints and table offsets recorded against the old cluster id
+        must not be applied to it (records would be skipped as if already stored), and a Kafka
+        client must not go on with state from another cluster. What was read from the old
+        cluster is committed first; a restarted writer then starts on the new cluster's ids.
+        """
+        from ingest.kafka import cluster_id
+
+        try:
+            current = cluster_id(self.settings)
+        except EmberlakeError as exc:
+            log.warning("could not read the broker's cluster id (%s)", exc)
+            return
+        if not current or current == self.cluster_id:
+            return
+        self.flush(wait=True)
+        raise BrokerError(
+            f"the broker at {self.settings.bootstrap_servers} is now cluster {current}, not"
+            f" {self.cluster_id} (a restarted memory-backed broker?): restart the writer"
+        )
 
     def _on_revoke(self, partitions: list[TopicPartition]) -> None:
         log.info("revoking %s: committing the current batch first", partitions)
