@@ -328,9 +328,12 @@ def nanos(values: list[int]) -> pa.Array:
 def micros(values: list[int] | pa.Array, zero_is_null: bool = False) -> pa.Array:
     """Unix nanoseconds as a microsecond UTC timestamp column (vectorised)."""
     arr = values if isinstance(values, pa.Array) else nanos(values)
+    # Nanoseconds past 2262 arrive wrapped to negative int64 (see nanos): read them back as the
+    # unsigned fixed64 they are, so the instant is kept (microseconds reach year 294247).
+    unsigned = arr.cast(pa.uint64(), safe=False)
     if zero_is_null:
-        arr = pc.if_else(pc.equal(arr, 0), pa.scalar(None, pa.int64()), arr)
-    return pc.divide(arr, 1000).cast(TIMESTAMP)
+        unsigned = pc.if_else(pc.equal(unsigned, 0), pa.scalar(None, pa.uint64()), unsigned)
+    return pc.divide(unsigned, pa.scalar(1000, pa.uint64())).cast(pa.int64()).cast(TIMESTAMP)
 
 
 def hex_ids(ids: list[bytes], empty_is_null: bool = True) -> pa.Array:
