@@ -9,6 +9,7 @@ acknowledged record is in the lake exactly once and tell which unacknowledged on
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,7 +55,11 @@ class Component:
     """``python -m emberlake.cli <args>`` with the given settings in its environment."""
 
     def __init__(
-        self, settings: Settings, args: Iterable[str], log_path: Path, env: dict[str, str] | None = None
+        self,
+        settings: Settings,
+        args: Iterable[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
     ):
         self.settings = settings
         self.args = list(args)
@@ -87,7 +92,9 @@ class Component:
         try:
             wait_for_port("127.0.0.1", port, timeout)
         except Exception:
-            raise AssertionError(f"{self.args[0]} did not listen on {port}:\n{self.log()}") from None
+            raise AssertionError(
+                f"{self.args[0]} did not listen on {port}:\n{self.log()}"
+            ) from None
         return self
 
     def kill(self) -> None:
@@ -107,7 +114,9 @@ class Component:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"{self.args[0]} did not stop in {timeout}s:\n{self.log()}") from None
+            raise AssertionError(
+                f"{self.args[0]} did not stop in {timeout}s:\n{self.log()}"
+            ) from None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -281,13 +290,17 @@ def lake_uid_counts(settings: Settings, tables: Iterable[str]) -> Counter[str]:
 
 
 def assert_exactly_once(
-    counts: Counter[str], must: set[str], allowed_duplicates: set[str] = frozenset()  # type: ignore[assignment]
+    counts: Counter[str],
+    must: set[str],
+    allowed_duplicates: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> None:
     """Every uid in ``must`` is present; none is present twice except ``allowed_duplicates``."""
     missing = must - set(counts)
     assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
     duplicated = {u: n for u, n in counts.items() if n > 1 and u not in allowed_duplicates}
-    assert not duplicated, f"{len(duplicated)} records duplicated, e.g. {list(duplicated.items())[:5]}"
+    assert not duplicated, (
+        f"{len(duplicated)} records duplicated, e.g. {list(duplicated.items())[:5]}"
+    )
 
 
 def uid_counts_sql(run: str) -> str:
@@ -296,3 +309,22 @@ def uid_counts_sql(run: str) -> str:
         f"SELECT attributes['{UID}'] AS uid, count(*) AS n FROM spans "
         f"WHERE resource_attributes['test.run'] = '{run}' GROUP BY 1"
     )
+
+
+def supervised_pid(up_log: Path, name: str) -> int | None:
+    """The pid the supervisor of ``emberlake up`` last started component ``name`` with."""
+    if not up_log.exists():
+        return None
+    found = re.findall(
+        rf"started {re.escape(name)} \(pid (\d+)", up_log.read_text(errors="replace")
+    )
+    return int(found[-1]) if found else None
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie awaiting its parent counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

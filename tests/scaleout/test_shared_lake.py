@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -81,9 +82,7 @@ def test_two_writers_on_s3_and_postgres_exactly_once_through_queryd(
 
     wait_until(all_visible, 90, "every acknowledged span visible through queryd", 0.5)
     rows = client.query(uid_counts_sql(run))["rows"]
-    from collections import Counter
-
-    assert_exactly_once(Counter({uid: n for uid, n in rows}), acked_uids)
+    assert_exactly_once(Counter(dict(rows)), acked_uids)
     # The same answer straight from the catalog (PostgreSQL) and the S3 files.
     assert_exactly_once(lake_uid_counts(settings, ["default.spans"]), acked_uids)
 
