@@ -20,7 +20,9 @@ Running next to a live writer:
 - The partition spec is pinned (:func:`lake.layout.pin_partition_spec`): if a layout change
   lands mid-rewrite the commit fails and the group is re-planned under the new spec.
 
-Files of an older partition spec are compacted even when few, so layout changes reach old data.
+Small files of an older partition spec are rewritten even when few, into the current spec: that
+is how a layout change reaches recent data. Files above ``small_file_bytes`` keep their spec;
+Iceberg plans every file with the spec it was written with, so they stay readable and pruned.
 """
 
 from __future__ import annotations
