@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from lake.flatten.common import DOC_KEY, Columns
+from lake.flatten.common import DOC_KEY, KINDS_SUFFIX, Columns
 from lake.flatten.logs import LogColumns, flatten_logs
 from lake.flatten.metrics import MetricColumns, flatten_metrics
 from lake.flatten.spans import SpanColumns, flatten_spans
@@ -27,9 +27,10 @@ COLUMNS: dict[str, type[Columns]] = {
 TIME_COLUMN = {"logs": "time", "spans": "start_time", "metrics": "time"}
 
 
-def columns_for(signal: str) -> Columns:
-    """A fresh accumulator for the signal (``logs``, ``spans`` or ``metrics``)."""
-    return COLUMNS[signal]()
+def columns_for(signal: str, kinds: bool = False) -> Columns:
+    """A fresh accumulator for the signal (``logs``, ``spans`` or ``metrics``); with ``kinds``
+    its tables also carry the ``<map>__kinds`` columns schema inference reads."""
+    return COLUMNS[signal](kinds)
 
 
 def schema_for(signal: str) -> pa.Schema:
@@ -40,6 +41,7 @@ def schema_for(signal: str) -> pa.Schema:
 __all__ = [
     "COLUMNS",
     "DOC_KEY",
+    "KINDS_SUFFIX",
     "TIME_COLUMN",
     "Columns",
     "LogColumns",

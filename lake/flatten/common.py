@@ -23,12 +23,16 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyVa
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from emberlake.errors import InvalidRequest
+from lake.schema_inference.types import KIND_CODE
 
 #: Arrow types of the column contract.
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 STRING_MAP = pa.map_(pa.string(), pa.string())
 LONG_LIST = pa.list_(pa.int64())
 DOUBLE_LIST = pa.list_(pa.float64())
+KINDS_LIST = pa.list_(pa.int8())
+#: Suffix of the optional per-entry kind columns next to each attribute map.
+KINDS_SUFFIX = "__kinds"
 
 #: Field metadata key that carries a column's provenance; the Iceberg field doc is taken from it.
 DOC_KEY = b"doc"
@@ -138,9 +142,9 @@ class LeafTable(dict[bytes, int]):
         return pa.array([e[position] for e in self.entries], kind).take(ids)
 
 
-def _decode_attribute(data: bytes) -> tuple[str, str | None]:
+def _decode_attribute(data: bytes) -> tuple[str, str | None, int]:
     kv = parse(KeyValue, data)
-    return (kv.key, render(kv.value))
+    return (kv.key, render(kv.value), KIND_CODE[kv.value.WhichOneof("value") or ""])
 
 
 class AttributeColumn(LeafTable):
@@ -153,7 +157,7 @@ class AttributeColumn(LeafTable):
     __slots__ = ("ids", "offsets")
 
     def __init__(self) -> None:
-        super().__init__(_decode_attribute, ("", None))
+        super().__init__(_decode_attribute, ("", None, 0))
         self.ids: list[int] = []
         self.offsets: list[int] = [0]
 
@@ -178,28 +182,45 @@ class AttributeColumn(LeafTable):
             type=STRING_MAP,
         )
 
+    def kinds_to_arrow(self) -> pa.ListArray:
+        """The kind code (schema inference ``KIND_CODE``) of every map entry, row by row."""
+        ids = pa.array(self.ids, pa.int32())
+        return pa.ListArray.from_arrays(
+            pa.array(self.offsets, pa.int32()), self.column(2, pa.int8(), ids), type=KINDS_LIST
+        )
+
 
 class MapColumn:
     """A map<string,string> column from rendered keys and values (for per-scope rows)."""
 
-    __slots__ = ("keys", "values", "offsets")
+    __slots__ = ("keys", "values", "kinds", "offsets")
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.values: list[str | None] = []
+        self.kinds: list[int] = []
         self.offsets: list[int] = [0]
 
-    def add_pairs(self, keys: Sequence[str], values: Sequence[str | None]) -> None:
-        """Append one row from already rendered keys and values."""
+    def add_pairs(
+        self, keys: Sequence[str], values: Sequence[str | None], kinds: Sequence[int]
+    ) -> None:
+        """Append one row from already rendered keys and values, and their kind codes."""
         self.keys.extend(keys)
         self.values.extend(values)
+        self.kinds.extend(kinds)
         self.offsets.append(len(self.keys))
 
     def mark(self) -> tuple[int, int]:
         return len(self.keys), len(self.offsets)
 
     def rollback(self, mark: tuple[int, int]) -> None:
-        del self.keys[mark[0] :], self.values[mark[0] :], self.offsets[mark[1] :]
+        del self.keys[mark[0] :], self.values[mark[0] :], self.kinds[mark[0] :]
+        del self.offsets[mark[1] :]
+
+    def kinds_to_arrow(self) -> pa.ListArray:
+        return pa.ListArray.from_arrays(
+            pa.array(self.offsets, pa.int32()), pa.array(self.kinds, pa.int8()), type=KINDS_LIST
+        )
 
     def to_arrow(self) -> pa.MapArray:
         return pa.MapArray.from_arrays(
@@ -225,27 +246,34 @@ class ResourceScope:
         self.scope_name: list[str | None] = []
         self.scope_version: list[str | None] = []
         self.index: list[int] = []
-        self._current: tuple[list[str], list[str | None], str] = ([], [], UNKNOWN_SERVICE)
+        self._current: tuple[list[str], list[str | None], list[int], str] = (
+            [],
+            [],
+            [],
+            UNKNOWN_SERVICE,
+        )
 
     def start_resource(self, data: bytes) -> None:
         """Begin a resource from the bytes of its ``Resource`` message."""
         keys: list[str] = []
         values: list[str | None] = []
+        kinds: list[int] = []
         service = UNKNOWN_SERVICE
         for kv in parse(Resource, data).attributes:
             text = render(kv.value)
             keys.append(kv.key)
             values.append(text)
+            kinds.append(KIND_CODE[kv.value.WhichOneof("value") or ""])
             if kv.key == "service.name" and text:
                 service = text
-        self._current = (keys, values, service)
+        self._current = (keys, values, kinds, service)
 
     def start_scope(self, data: bytes) -> int:
         """Register a scope of the current resource; returns its index for the rows under it."""
         scope = parse(InstrumentationScope, data)
-        keys, values, service = self._current
+        keys, values, kinds, service = self._current
         self.service.append(service)
-        self.resource.add_pairs(keys, values)
+        self.resource.add_pairs(keys, values, kinds)
         self.scope_name.append(scope.name or None)
         self.scope_version.append(scope.version or None)
         return len(self.service) - 1
@@ -285,7 +313,10 @@ class Columns:
 
     schema: pa.Schema
 
-    def __init__(self) -> None:
+    def __init__(self, kinds: bool = False) -> None:
+        #: Also emit ``<map>__kinds`` columns (the kind code of every map entry) for schema
+        #: inference, which removes them before the rows are written.
+        self.kinds = kinds
         self.rs = ResourceScope()
         self.maps: list[AttributeColumn] = []
         self.lists: list[list[Any]] = []
@@ -318,6 +349,15 @@ class Columns:
 
     def to_arrow(self) -> pa.Table:
         raise NotImplementedError
+
+    def _with_kinds(self, table: pa.Table, attributes: AttributeColumn) -> pa.Table:
+        if not self.kinds:
+            return table
+        take = pa.array(self.rs.index, pa.int32())
+        table = table.append_column(
+            f"resource_attributes{KINDS_SUFFIX}", self.rs.resource.kinds_to_arrow().take(take)
+        )
+        return table.append_column(f"attributes{KINDS_SUFFIX}", attributes.kinds_to_arrow())
 
 
 def nanos(values: list[int]) -> pa.Array:

@@ -49,8 +49,8 @@ class LogColumns(Columns):
 
     schema = SCHEMA
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, kinds: bool = False) -> None:
+        super().__init__(kinds)
         self.time: list[int] = []
         self.observed: list[int] = []
         self.severity_number: list[int] = []
@@ -126,7 +126,7 @@ class LogColumns(Columns):
             scope_version,
             self.attributes.to_arrow(),
         ]
-        return pa.Table.from_arrays(columns, schema=SCHEMA)
+        return self._with_kinds(pa.Table.from_arrays(columns, schema=SCHEMA), self.attributes)
 
 
 def flatten_logs(requests: Iterable[bytes | Any]) -> pa.Table:

@@ -83,8 +83,8 @@ class MetricColumns(Columns):
 
     schema = SCHEMA
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, kinds: bool = False) -> None:
+        super().__init__(kinds)
         self.time: list[int] = []
         self.start: list[int] = []
         self.name: list[str] = []
@@ -210,7 +210,7 @@ class MetricColumns(Columns):
             scope_version,
             self.attributes.to_arrow(),
         ]
-        return pa.Table.from_arrays(columns, schema=SCHEMA)
+        return self._with_kinds(pa.Table.from_arrays(columns, schema=SCHEMA), self.attributes)
 
 
 def flatten_metrics(requests: Iterable[bytes | Any]) -> pa.Table:

@@ -92,8 +92,8 @@ class SpanColumns(Columns):
 
     schema = SCHEMA
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, kinds: bool = False) -> None:
+        super().__init__(kinds)
         self.start: list[int] = []
         self.end: list[int] = []
         self.trace_id: list[bytes] = []
@@ -189,7 +189,7 @@ class SpanColumns(Columns):
             pa.array(self.events, pa.string()),
             pa.array(self.links, pa.string()),
         ]
-        return pa.Table.from_arrays(columns, schema=SCHEMA)
+        return self._with_kinds(pa.Table.from_arrays(columns, schema=SCHEMA), self.attributes)
 
 
 def flatten_spans(requests: Iterable[bytes | Any]) -> pa.Table:

@@ -309,3 +309,28 @@ def test_accumulators_concatenate_requests_in_order() -> None:
     assert table.column("service_name").to_pylist() == ["s0", "s1", "s2"]
     assert table.column("body").to_pylist() == ["0", "1", "2"]
     assert isinstance(table.column("attributes").type, pa.MapType)
+
+
+def test_kind_columns_for_schema_inference() -> None:
+    from lake.schema_inference.types import KIND_CODE
+
+    columns = SpanColumns(kinds=True)
+    columns.add(_span_request().SerializeToString())
+    table = columns.to_arrow()
+    kinds = table.column("attributes__kinds").to_pylist()[0]
+    keys = [k for k, _ in table.column("attributes").to_pylist()[0]]
+    assert dict(zip(keys, kinds, strict=True)) == {
+        "s": KIND_CODE["string"],
+        "i": KIND_CODE["int"],
+        "d": KIND_CODE["double"],
+        "b": KIND_CODE["bool"],
+        "raw": KIND_CODE["bytes"],
+        "arr": KIND_CODE["array"],
+        "kvl": KIND_CODE["kvlist"],
+        "empty": KIND_CODE["empty"],
+    }
+    assert table.column("resource_attributes__kinds").to_pylist()[0] == [
+        KIND_CODE["string"],
+        KIND_CODE["int"],
+    ]
+    assert "attributes__kinds" not in SpanColumns().to_arrow().column_names

@@ -148,3 +148,29 @@ def test_checkpoints_per_partition(tmp_path: Path) -> None:
     # Another broker (a fresh embedded one) has its own marks.
     assert CheckpointStore(catalog, "c2").load([("t", 0)]) == {("t", 0): None}
     assert checkpoint_property("c1", "t", 0) in catalog.load_namespace_properties("emberlake")
+
+
+def test_schema_inference_hook_promotes_typed_columns(tmp_path: Path) -> None:
+    from lake.flatten import SpanColumns
+    from lake.schema_inference import PromotionHook, PromotionPolicy
+
+    catalog = open_catalog(_settings(tmp_path))
+    writer = IcebergWriter(catalog)
+    hook = PromotionHook(PromotionPolicy())
+    for batch in range(3):
+        columns = SpanColumns(kinds=True)
+        columns.add(spans_request("svc", range(batch * 50, batch * 50 + 50)).SerializeToString())
+        table = writer.table("acme", "spans")
+        rows, properties = hook(table, columns.to_arrow())
+        assert not [c for c in rows.column_names if c.endswith("__kinds")]
+        job = _job(rows, {KEY0: batch + 1}, {KEY0: batch or None})
+        job.properties = properties
+        writer.append(job)
+    schema = catalog.load_table("acme.spans").schema()
+    seq = schema.find_field("attr_seq")
+    assert seq.field_type == LongType() and "seq" in (seq.doc or "")
+    rows = catalog.load_table("acme.spans").scan().to_arrow()
+    typed = [v for v in rows.column("attr_seq").to_pylist() if v is not None]
+    assert typed and all(isinstance(v, int) for v in typed)
+    # The map keeps every attribute, promoted or not.
+    assert seq_counts(rows) == dict.fromkeys(range(150), 1)
