@@ -101,8 +101,10 @@ class TableBatch:
 class Batch:
     """Records of one writer batch, routed and flattened, until they are committed."""
 
-    def __init__(self, topics: Topics):
+    def __init__(self, topics: Topics, kinds: bool = False):
         self.topics = topics
+        #: Flatten with the ``<map>__kinds`` columns a schema inference hook reads.
+        self.kinds = kinds
         self.tables: dict[TableRef, TableBatch] = {}
         #: (topic, partition) -> offset after the last record seen, skipped ones included
         self.ends: dict[TopicPartition, int] = {}
@@ -137,7 +139,11 @@ class Batch:
     def _table(self, ref: TableRef) -> TableBatch:
         table = self.tables.get(ref)
         if table is None:
-            columns = DeadLetterColumns() if ref[1] == DEAD_LETTERS else columns_for(ref[1])
+            columns = (
+                DeadLetterColumns()
+                if ref[1] == DEAD_LETTERS
+                else columns_for(ref[1], kinds=self.kinds)
+            )
             table = self.tables[ref] = TableBatch(columns)
         return table
 
