@@ -21,6 +21,7 @@ from pyiceberg.table import Table
 
 from emberlake.errors import CommitConflict, LakeError
 from lake.batch import Batch, TableRef
+from lake.flatten import KINDS_SUFFIX
 from lake.offsets import CheckpointStore, TopicPartition, offset_property
 from lake.writer import IcebergWriter, TableAppend
 
@@ -101,6 +102,10 @@ class BatchCommitter:
         for hook in self.hooks:
             rows, extra = hook(self.writer.table(*ref), rows)
             properties.update(extra)
+        # Kind columns are for the hooks only, never table columns.
+        leftover = [name for name in rows.column_names if name.endswith(KINDS_SUFFIX)]
+        if leftover:
+            rows = rows.drop_columns(leftover)
         keys = {tp: offset_property(self.cluster_id, *tp) for tp in partitions}
         job = TableAppend(
             namespace=ref[0],

@@ -145,8 +145,11 @@ class LakeIngestor:
         checkpoints: CheckpointStore,
         offsets: TableOffsets,
         pipeline: bool = True,
+        kinds: bool = False,
     ):
         self.settings = settings
+        #: Flatten with the per-entry kind columns a schema inference hook reads.
+        self.kinds = kinds
         self.source = source
         self.committer = committer
         self.writer = committer.writer
@@ -154,7 +157,7 @@ class LakeIngestor:
         self.offsets = offsets
         self.cluster_id = checkpoints.cluster_id
         self.topics = Topics(settings.kafka.topic_prefix)
-        self.batch = Batch(self.topics)
+        self.batch = Batch(self.topics, self.kinds)
         #: (table, partition) -> stored offset when first needed: records below it are skipped
         self.floors: dict[tuple[TableRef, TopicPartition], int | None] = {}
         self.assigned: set[TopicPartition] = set()
@@ -222,7 +225,7 @@ class LakeIngestor:
     def _on_lost(self, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s: dropping the current batch", partitions)
         self._settle()
-        self.batch = Batch(self.topics)
+        self.batch = Batch(self.topics, self.kinds)
         self._forget(partitions)
         self.assigned.difference_update(partitions)
 
@@ -291,7 +294,7 @@ class LakeIngestor:
         """Hand the current batch to the committer (after the previous one finished); with
         ``wait``, also wait for it and act on the outcome."""
         self._settle()
-        batch, self.batch = self.batch, Batch(self.topics)
+        batch, self.batch = self.batch, Batch(self.topics, self.kinds)
         if batch.records:
             owned = frozenset(self.assigned)
             if self._pool is None:
@@ -321,7 +324,7 @@ class LakeIngestor:
 
     def _rewind(self) -> None:
         """Forget everything learnt and seek every assigned partition back to its checkpoint."""
-        self.batch = Batch(self.topics)
+        self.batch = Batch(self.topics, self.kinds)
         self.floors.clear()
         self.committer.forget()
         assigned = sorted(self.assigned)
@@ -331,10 +334,23 @@ class LakeIngestor:
         self.source.rewind({tp: _start(checkpoints[tp]) for tp in assigned})
 
 
+def default_hooks(settings: Settings) -> list[RowsHook]:
+    """Schema inference (promoted ``attr_*``/``res_*`` columns), unless switched off with
+    ``max_promoted_columns = 0``."""
+    if settings.lake.max_promoted_columns <= 0:
+        return []
+    from lake.schema_inference import PromotionHook, PromotionPolicy
+
+    return [PromotionHook(PromotionPolicy.from_settings(settings.lake))]
+
+
 def build_ingestor(
-    settings: Settings, hooks: Iterable[RowsHook] = (), pipeline: bool = True
+    settings: Settings, hooks: Iterable[RowsHook] | None = None, pipeline: bool = True
 ) -> LakeIngestor:
-    """An ingestor wired to the configured broker and catalog (topics must exist)."""
+    """An ingestor wired to the configured broker and catalog (topics must exist); ``hooks``
+    default to :func:`default_hooks`, which also make the flattener emit kind columns."""
+    kinds = hooks is None and settings.lake.max_promoted_columns > 0
+    hooks = default_hooks(settings) if hooks is None else list(hooks)
     from ingest.kafka import cluster_id
     from lake.catalog import open_catalog
     from lake.maintenance import SnapshotExpiry
@@ -352,4 +368,5 @@ def build_ingestor(
         CheckpointStore(catalog, cluster),
         TableOffsets(catalog, cluster),
         pipeline=pipeline,
+        kinds=kinds,
     )
