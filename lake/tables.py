@@ -14,6 +14,7 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
     NamespaceAlreadyExistsError,
+    NoSuchNamespaceError,
     NoSuchTableError,
     TableAlreadyExistsError,
 )
@@ -178,6 +179,13 @@ def ensure_namespace(catalog: Catalog, namespace: str) -> None:
         catalog.create_namespace(namespace)
     except NamespaceAlreadyExistsError:
         pass
+    except Exception as exc:
+        # Two processes passed the catalog's existence check at once: the SQL catalog's insert
+        # then fails on its unique key (IntegrityError) although the namespace now exists.
+        try:
+            catalog.load_namespace_properties(namespace)
+        except NoSuchNamespaceError:
+            raise exc from None
 
 
 def ensure_table(catalog: Catalog, namespace: str, table: str) -> Table:
