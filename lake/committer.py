@@ -83,6 +83,11 @@ class BatchCommitter:
         except (CommitConflict, LakeError):
             self.known.clear()
             raise
+        except OSError as exc:
+            # The warehouse cannot be written (or read): nothing of this batch is checkpointed,
+            # so it is read again once the ingestor retries.
+            self.known.clear()
+            raise LakeError(f"the warehouse failed: {exc}") from exc
         ends = {tp: end for tp, end in batch.ends.items() if tp in owned}
         started = time.perf_counter()
         try:

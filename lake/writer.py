@@ -127,7 +127,13 @@ class IcebergWriter:
                 continue
             except Exception as exc:
                 # Unknown outcome: the catalog may have applied the commit. Read back to know.
-                table = self.table(job.namespace, job.table, refresh=True)
+                try:
+                    table = self.table(job.namespace, job.table, refresh=True)
+                except Exception as again:  # e.g. the warehouse is unreadable too
+                    raise LakeError(
+                        f"commit to {job.name} failed ({exc}) and the table cannot be read"
+                        f" back ({again}); the batch will be read again"
+                    ) from exc
                 if self._already_done(table, job):
                     return
                 raise LakeError(f"commit to {job.name} failed: {exc}") from exc
