@@ -163,6 +163,9 @@ class LakeIngestor:
         self.assigned: set[TopicPartition] = set()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lake-commit") if pipeline else None
         self._inflight: Future[dict[TopicPartition, int]] | None = None
+        #: Batches dropped in a row, and until when to pause reading after the last one.
+        self._failures = 0
+        self._paused_until = 0.0
         self._timings: defaultdict[str, float] = defaultdict(float)
 
     @property
@@ -250,6 +253,12 @@ class LakeIngestor:
         """Consume what arrives within ``timeout`` and hand the batch over when it is due."""
         if self._inflight is not None and self._inflight.done():
             self._settle()
+        pause = self._paused_until - time.monotonic()
+        if pause > 0:
+            # Commits keep failing (an unwritable warehouse, say): wait before reading the
+            # same records again instead of spinning on them.
+            time.sleep(min(pause, timeout))
+            return 0
         lake = self.settings.lake
         if self.batch.started is not None:
             timeout = max(0.0, min(timeout, lake.batch_max_seconds - self.batch.age()))
@@ -257,8 +266,13 @@ class LakeIngestor:
         started = time.perf_counter()
         records = self.source.poll(POLL_RECORDS, timeout)
         polled = time.perf_counter()
-        for record in records:
-            self.batch.add(record, self._floor)
+        try:
+            for record in records:
+                self.batch.add(record, self._floor)
+        except OSError as exc:  # the tables' stored offsets cannot be read
+            self._settle()
+            self._dropped(LakeError(f"the warehouse cannot be read: {exc}"))
+            return len(records)
         self._timings["consume"] += polled - started
         self._timings["flatten"] += time.perf_counter() - polled
         if self.batch.records and (
@@ -286,9 +300,12 @@ class LakeIngestor:
             self.close()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        self.source.close()
+        try:
+            # First: leaving the group revokes the partitions, which commits through the pool.
+            self.source.close()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
 
     def flush(self, wait: bool = True) -> None:
         """Hand the current batch to the committer (after the previous one finished); with
@@ -317,10 +334,22 @@ class LakeIngestor:
         try:
             ends = inflight.result()
         except (CommitConflict, LakeError) as exc:
-            log.warning("batch dropped (%s); resuming assigned partitions from checkpoints", exc)
-            self._rewind()
+            self._dropped(exc)
             return
+        self._failures = 0
         self.source.commit(ends)
+
+    def _dropped(self, exc: CommitConflict | LakeError) -> None:
+        """Drop the batch being read and rewind; after a lake failure, pause first (growing)."""
+        self._failures += 1
+        delay = 0.0 if isinstance(exc, CommitConflict) else min(30.0, 0.25 * 2**self._failures)
+        log.warning(
+            "batch dropped (%s); resuming assigned partitions from checkpoints in %.1fs",
+            exc,
+            delay,
+        )
+        self._paused_until = time.monotonic() + delay
+        self._rewind()
 
     def _rewind(self) -> None:
         """Forget everything learnt and seek every assigned partition back to its checkpoint."""
