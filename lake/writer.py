@@ -113,13 +113,22 @@ class IcebergWriter:
         moved the expected offsets (the rows are then not committed)."""
         for attempt in range(COMMIT_ATTEMPTS):
             table = self.table(job.namespace, job.table, refresh=attempt > 0)
-            if self._already_done(table, job):
+            try:
+                done = self._already_done(table, job)
+            except CommitConflict:
+                if attempt > 0:
+                    raise
+                # The cached table may be stale (another writer committed): judge afresh.
+                table = self.table(job.namespace, job.table, refresh=True)
+                done = self._already_done(table, job)
+            if done:
                 return
             written: list[str] = []
             try:
                 self._commit(table, job, written)
             except CommitConflict:
                 self._delete(table, written)
+                table.refresh()  # so that the next batch starts from what the catalog holds
                 raise
             except CommitFailedException as exc:
                 log.info("commit to %s lost a race (%s); retrying", job.name, exc)
