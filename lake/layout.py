@@ -75,6 +75,12 @@ def time_column_of(table: Table) -> str | None:
     return None
 
 
+def _explicit_nulls_first(direction: SortDirection, nulls: NullOrder) -> bool | None:
+    """None when the null order is Iceberg's default for the direction, else nulls-first."""
+    first = nulls == NullOrder.NULLS_FIRST
+    return None if first == (direction == SortDirection.ASC) else first
+
+
 def layout_of(table: Table) -> Layout:
     """The table's current partition spec and sort order as a :class:`Layout`."""
     schema = table.schema()
@@ -87,7 +93,7 @@ def layout_of(table: Table) -> Layout:
             schema.find_column_name(f.source_id) or str(f.source_id),
             str(f.transform),
             descending=f.direction == SortDirection.DESC,
-            nulls_first=f.null_order == NullOrder.NULLS_FIRST,
+            nulls_first=_explicit_nulls_first(f.direction, f.null_order),
         )
         for f in table.sort_order().fields
     )
@@ -315,7 +321,7 @@ def _stage_layout(tx: Transaction, current: Layout, target: Layout) -> None:
     if current.sort != target.sort:
         with tx.update_sort_order() as order:
             for key in target.sort:
-                nulls = NullOrder.NULLS_FIRST if key.nulls_first else NullOrder.NULLS_LAST
+                nulls = NullOrder.NULLS_FIRST if key.places_nulls_first else NullOrder.NULLS_LAST
                 add = order.desc if key.descending else order.asc
                 add(key.source, parse_transform(key.transform), nulls)
 

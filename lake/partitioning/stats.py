@@ -44,7 +44,12 @@ class SortKey:
     source: str
     transform: str = "identity"
     descending: bool = False
-    nulls_first: bool = False
+    #: None: Iceberg's default for the direction (nulls first ascending, last descending).
+    nulls_first: bool | None = None
+
+    @property
+    def places_nulls_first(self) -> bool:
+        return (not self.descending) if self.nulls_first is None else self.nulls_first
 
     def __str__(self) -> str:
         name = self.source if self.transform == "identity" else f"{self.transform}({self.source})"

@@ -22,7 +22,7 @@ from lake.layout import (
     propose_layout,
     read_query_log,
 )
-from lake.partitioning import LayoutField
+from lake.partitioning import LayoutField, SortKey
 from queryd.querylog import JsonLinesQueryLog, QueryRecord
 from tests.lake.spantables import (
     BASE_TIME,
@@ -177,3 +177,10 @@ def test_no_proposal_without_evidence_and_stale_proposals_are_refused(tmp_path: 
     # Old queries fall out of the window the policy reads.
     later = time.time() + settings.lake.layout_querylog_seconds + 60
     assert list(read_query_log(settings, "acme", since=later)) == []
+
+
+def test_the_writer_default_layout_reads_back_as_the_policy_writes_it(tmp_path: Path) -> None:
+    table = create_spans(open_catalog(layout_settings(tmp_path)))
+    layout = layout_of(table)
+    assert layout.sort == (SortKey("service_name"), SortKey("start_time"))
+    assert layout.partition == (LayoutField("start_time", "day"),)
