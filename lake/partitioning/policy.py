@@ -106,8 +106,13 @@ class Proposal:
         }
 
 
-def _mib(n: float) -> float:
-    return round(n / (1024 * 1024), 1)
+def _size(n: float) -> str:
+    """Bytes for people: 900.0 MiB, 21.3 KiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 def projected_day_bytes(stats: TableStats) -> int:
@@ -168,7 +173,7 @@ def _time_rule(
         new = LayoutField(column, transform)
         reason = (
             f"{column} is not partitioned by time, so time-window filters cannot skip files; "
-            f"largest day holds {_mib(largest_bytes)} MiB"
+            f"largest day holds {_size(largest_bytes)}"
         )
         return layout.with_field(new), LayoutChange(
             "partition", "add", None, str(new), reason, evidence
@@ -176,7 +181,7 @@ def _time_rule(
     if current.transform in {"day", "month", "year"} and largest_bytes >= t.day_split_bytes:
         new = LayoutField(column, "hour")
         reason = (
-            f"a day holds {_mib(largest_bytes)} MiB (>= {_mib(t.day_split_bytes)} MiB): "
+            f"a day holds {_size(largest_bytes)} (>= {_size(t.day_split_bytes)}): "
             f"hourly partitions let an hour-window query read about 1/24 of a day"
         )
         return layout.without(current).with_field(new), LayoutChange(
@@ -189,8 +194,8 @@ def _time_rule(
     ):
         new = LayoutField(column, "day")
         reason = (
-            f"the largest day holds only {_mib(largest_bytes)} MiB "
-            f"(< 1/4 of {_mib(t.day_split_bytes)} MiB): hourly partitions would stay small files"
+            f"the largest day holds only {_size(largest_bytes)} "
+            f"(< 1/4 of {_size(t.day_split_bytes)}): hourly partitions would stay small files"
         )
         return layout.without(current).with_field(new), LayoutChange(
             "partition", "replace", str(current), str(new), reason, evidence
