@@ -271,7 +271,9 @@ class LakeIngestor:
                 self.batch.add(record, self._floor)
         except OSError as exc:  # the tables' stored offsets cannot be read
             self._settle()
-            self._dropped(LakeError(f"the warehouse cannot be read: {exc}"))
+            failure = LakeError(f"the warehouse cannot be read: {exc}")
+            failure.__cause__ = exc
+            self._dropped(failure)
             return len(records)
         self._timings["consume"] += polled - started
         self._timings["flatten"] += time.perf_counter() - polled
@@ -340,9 +342,10 @@ class LakeIngestor:
         self.source.commit(ends)
 
     def _dropped(self, exc: CommitConflict | LakeError) -> None:
-        """Drop the batch being read and rewind; after a lake failure, pause first (growing)."""
+        """Drop the batch being read and rewind; when the warehouse failed (I/O errors, not lost
+        races), pause first, longer each time in a row."""
         self._failures += 1
-        delay = 0.0 if isinstance(exc, CommitConflict) else min(30.0, 0.25 * 2**self._failures)
+        delay = min(30.0, 0.25 * 2**self._failures) if _io_failure(exc) else 0.0
         log.warning(
             "batch dropped (%s); resuming assigned partitions from checkpoints in %.1fs",
             exc,
@@ -371,6 +374,16 @@ def default_hooks(settings: Settings) -> list[RowsHook]:
     from lake.schema_inference import PromotionHook, PromotionPolicy
 
     return [PromotionHook(PromotionPolicy.from_settings(settings.lake))]
+
+
+def _io_failure(exc: BaseException) -> bool:
+    """True if an I/O error (an unwritable or unreachable warehouse) caused ``exc``."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def build_ingestor(
