@@ -4,8 +4,9 @@
    an event on 1 span in 100) -> Arrow, single thread; against a naive flatten through the
    official protobuf classes measured in the same run.
 2. end to end: N spans pre-produced to a fresh embedded broker in requests of 512; the ingestor
-   (this process) drains them into Iceberg. Wall time and this process's CPU time are both
-   reported; spans per CPU-second is the per-core figure.
+   (this process) drains them into Iceberg, without and with schema inference (promoted
+   columns). Wall time and this process's CPU time are both reported; spans per CPU-second is
+   the per-core figure.
 3. commit cost: small appends (10 rows) with the writer's offsets, timed around commit 10 and
    commit 500, with snapshot expiry on and off.
 
@@ -171,7 +172,7 @@ def _free_port() -> int:
     raise RuntimeError("no free port")
 
 
-def bench_end_to_end(total_spans: int, workdir: Path) -> None:
+def bench_end_to_end(total_spans: int, workdir: Path, promotion: bool = True) -> None:
     from ingest.kafka import KafkaSink, ensure_emberlake_topics
     from ingest.topics import HEADER_SIGNAL, HEADER_TENANT, Topics, record_key
     from lake.ingestor import build_ingestor
@@ -179,7 +180,12 @@ def bench_end_to_end(total_spans: int, workdir: Path) -> None:
     broker = EmbeddedBroker(_free_port(), workdir / "broker.log")
     broker.start()
     try:
-        settings = _settings(workdir / "data", broker.bootstrap_servers, writer_group="bench")
+        settings = _settings(
+            workdir / "data",
+            broker.bootstrap_servers,
+            writer_group="bench",
+            max_promoted_columns=64 if promotion else 0,
+        )
         ensure_emberlake_topics(settings)
         rng = random.Random(2)
         requests = total_spans // SPANS_PER_REQUEST
@@ -220,7 +226,8 @@ def bench_end_to_end(total_spans: int, workdir: Path) -> None:
             f"end to end: {spans / wall / 1e3:,.0f} k spans/s wall, "
             f"{spans / cpu / 1e3:,.0f} k spans per CPU-second; {ingestor.commits} commits, "
             f"batch_max_rows {settings.lake.batch_max_rows:,}, "
-            f"batch_max_seconds {settings.lake.batch_max_seconds}"
+            f"batch_max_seconds {settings.lake.batch_max_seconds}, "
+            f"schema inference {'on' if promotion else 'off'}"
         )
     finally:
         broker.stop()
@@ -266,7 +273,8 @@ def main(argv: list[str]) -> None:
         if args.only in (None, "flatten"):
             bench_flatten()
         if args.only in (None, "e2e"):
-            bench_end_to_end(args.spans, work / "e2e")
+            bench_end_to_end(args.spans, work / "e2e", promotion=False)
+            bench_end_to_end(args.spans, work / "e2e-promotion", promotion=True)
         if args.only in (None, "commits"):
             bench_commits(args.commits, work / "commits")
 

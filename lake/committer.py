@@ -104,6 +104,7 @@ class BatchCommitter:
         self, ref: TableRef, rows: pa.Table, partitions: set[TopicPartition], batch: Batch
     ) -> None:
         properties: dict[str, str] = {}
+        started = time.perf_counter()
         for hook in self.hooks:
             rows, extra = hook(self.writer.table(*ref), rows)
             properties.update(extra)
@@ -111,6 +112,7 @@ class BatchCommitter:
         leftover = [name for name in rows.column_names if name.endswith(KINDS_SUFFIX)]
         if leftover:
             rows = rows.drop_columns(leftover)
+        self.timings["hooks"] += time.perf_counter() - started
         keys = {tp: offset_property(self.cluster_id, *tp) for tp in partitions}
         job = TableAppend(
             namespace=ref[0],
