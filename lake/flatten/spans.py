@@ -165,7 +165,7 @@ class SpanColumns(Columns):
 
     def to_arrow(self) -> pa.Table:
         start_ns, end_ns = nanos(self.start), nanos(self.end)
-        duration = pc.divide(pc.subtract(end_ns, start_ns).cast(pa.float64()), 1e6)
+        duration = pc.divide(pc.subtract(end_ns, start_ns).cast(pa.float64(), safe=False), 1e6)
         status_ids = pa.array(self.status, pa.int32())
         status_codes = [e[0] for e in self.statuses.entries]
         service, resource, scope_name, scope_version = self.rs.columns()
