@@ -109,7 +109,9 @@ def test_hostile_requests_get_the_right_status(running: Running) -> None:
     peak = PeakRss(running.receiver.pid)
     url = running.traces_url
     deep_ok = f"{run}-deep-25"
-    nan_uid, wide_uid, zero_uid, far_uid = (f"{run}-{n}" for n in ("nan", "wide", "zero", "far"))
+    nan_uid, wide_uid, zero_uid, far_uid, epoch_uid = (
+        f"{run}-{n}" for n in ("nan", "wide", "zero", "far", "epoch")
+    )
     cases: list[tuple[str, int, object]] = []
     try:
         valid = hostile.span_request(f"{run}-valid").SerializeToString()
@@ -192,6 +194,12 @@ def test_hostile_requests_get_the_right_status(running: Running) -> None:
             PROTOBUF,
             200,
         )
+        http(
+            "start at 0, end now",
+            hostile.span_request(epoch_uid, start_ns=0).SerializeToString(),
+            PROTOBUF,
+            200,
+        )
         far = 2**64 - 1  # the largest fixed64: the year 2554, past what int64 ns can hold
         http(
             "timestamps at 2^64-1",
@@ -220,7 +228,7 @@ def test_hostile_requests_get_the_right_status(running: Running) -> None:
     # The good client's spans and every accepted hostile span are stored, or set aside with a
     # reason; nothing holds up the partition (the good spans sent after them land too).
     settings = running.settings
-    stored = {deep_ok, nan_uid, wide_uid, zero_uid, far_uid}
+    stored = {deep_ok, nan_uid, wide_uid, zero_uid, far_uid, epoch_uid}
     wait_until(
         lambda: set(lake_uid_counts(settings, ["default.spans"])) >= good.log.acked() | stored,
         90,
