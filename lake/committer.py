@@ -23,6 +23,7 @@ from emberlake.errors import CommitConflict, LakeError
 from lake.batch import Batch, TableRef
 from lake.flatten import KINDS_SUFFIX
 from lake.offsets import CheckpointStore, TopicPartition, offset_property
+from lake.tables import DEAD_LETTERS
 from lake.writer import IcebergWriter, TableAppend
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class BatchCommitter:
                 started = time.perf_counter()
                 rows = table.columns.to_arrow()
                 self.timings["arrow"] += time.perf_counter() - started
-                self._commit_table(ref, rows, table.partitions, batch)
+                self._commit_table(ref, rows, table.partitions, batch, table.columns)
         except (CommitConflict, LakeError):
             self.known.clear()
             raise
@@ -101,12 +102,25 @@ class BatchCommitter:
         return ends
 
     def _commit_table(
-        self, ref: TableRef, rows: pa.Table, partitions: set[TopicPartition], batch: Batch
+        self,
+        ref: TableRef,
+        rows: pa.Table,
+        partitions: set[TopicPartition],
+        batch: Batch,
+        columns: object = None,
     ) -> None:
         properties: dict[str, str] = {}
         started = time.perf_counter()
-        for hook in self.hooks:
-            rows, extra = hook(self.writer.table(*ref), rows)
+        hooks = self.hooks if ref[1] != DEAD_LETTERS else []
+        for hook in hooks:
+            promote = getattr(hook, "promote", None)
+            interned = getattr(columns, "inference_attributes", None)
+            if promote is not None and interned is not None:
+                # Schema inference straight from the flattener's interned attributes: each
+                # distinct value is parsed once and the map columns are not re-read.
+                rows, extra = promote(self.writer.table(*ref), rows, interned())
+            else:
+                rows, extra = hook(self.writer.table(*ref), rows)
             properties.update(extra)
         # Kind columns are for the hooks only, never table columns.
         leftover = [name for name in rows.column_names if name.endswith(KINDS_SUFFIX)]

@@ -390,8 +390,9 @@ def build_ingestor(
     settings: Settings, hooks: Iterable[RowsHook] | None = None, pipeline: bool = True
 ) -> LakeIngestor:
     """An ingestor wired to the configured broker and catalog (topics must exist); ``hooks``
-    default to :func:`default_hooks`, which also make the flattener emit kind columns."""
-    kinds = hooks is None and settings.lake.max_promoted_columns > 0
+    default to :func:`default_hooks`."""
+    # The default hooks read the flattener's interned attributes: no kind columns needed.
+    kinds = False
     hooks = default_hooks(settings) if hooks is None else list(hooks)
     from ingest.kafka import cluster_id
     from lake.catalog import open_catalog

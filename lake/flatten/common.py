@@ -23,6 +23,8 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyVa
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from emberlake.errors import InvalidRequest
+from lake.schema_inference.attributes import Attributes
+from lake.schema_inference.naming import Scope
 from lake.schema_inference.types import KIND_CODE
 
 #: Arrow types of the column contract.
@@ -349,6 +351,24 @@ class Columns:
 
     def to_arrow(self) -> pa.Table:
         raise NotImplementedError
+
+    def inference_attributes(self) -> dict[Scope, Attributes]:
+        """The rows' record and resource attributes in schema inference's interned form (each
+        distinct leaf once, with its kind), for ``PromotionHook.promote``."""
+        attributes = self.maps[0]
+        entries = attributes.entries
+        record = Attributes.from_interned(
+            attributes.offsets,
+            attributes.ids,
+            [e[0] for e in entries],
+            [e[1] for e in entries],
+            [e[2] for e in entries],
+        )
+        resource = self.rs.resource
+        per_scope = Attributes.from_lists(
+            resource.offsets, resource.keys, resource.values, resource.kinds
+        )
+        return {Scope.RECORD: record, Scope.RESOURCE: per_scope.take(self.rs.index)}
 
     def _with_kinds(self, table: pa.Table, attributes: AttributeColumn) -> pa.Table:
         if not self.kinds:

@@ -174,3 +174,33 @@ def test_schema_inference_hook_promotes_typed_columns(tmp_path: Path) -> None:
     assert typed and all(isinstance(v, int) for v in typed)
     # The map keeps every attribute, promoted or not.
     assert seq_counts(rows) == dict.fromkeys(range(150), 1)
+
+
+def test_interned_attributes_promote_like_the_kind_columns(tmp_path: Path) -> None:
+    from lake.flatten import SpanColumns
+    from lake.schema_inference import PromotionHook, PromotionPolicy
+
+    results = []
+    for interned in (False, True):
+        catalog = open_catalog(_settings(tmp_path / str(interned)))
+        writer = IcebergWriter(catalog)
+        hook = PromotionHook(PromotionPolicy(), clock=lambda: 1)
+        for batch in range(3):
+            columns = SpanColumns(kinds=not interned)
+            request = spans_request(f"svc{batch}", range(batch * 50, batch * 50 + 50))
+            columns.add(request.SerializeToString())
+            table = writer.table("acme", "spans")
+            if interned:
+                rows, properties = hook.promote(
+                    table, columns.to_arrow(), columns.inference_attributes()
+                )
+            else:
+                rows, properties = hook(table, columns.to_arrow())
+            job = _job(rows, {KEY0: batch + 1}, {KEY0: batch or None})
+            job.properties = properties
+            writer.append(job)
+        rows = catalog.load_table("acme.spans").scan().to_arrow()
+        promoted = sorted(n for n in rows.column_names if n.startswith(("attr_", "res_")))
+        results.append({n: sorted(map(str, rows.column(n).to_pylist())) for n in promoted})
+    assert results[0] == results[1]
+    assert {"attr_seq", "attr_http_route", "res_host_name"} <= set(results[1])
