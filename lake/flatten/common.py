@@ -357,9 +357,10 @@ class Columns:
         distinct leaf once, with its kind), for ``PromotionHook.promote``."""
         attributes = self.maps[0]
         entries = attributes.entries
+        # Arrow arrays convert from Python lists several times faster than NumPy does.
         record = Attributes.from_interned(
-            attributes.offsets,
-            attributes.ids,
+            pa.array(attributes.offsets, pa.int64()),
+            pa.array(attributes.ids, pa.int64()),
             [e[0] for e in entries],
             [e[1] for e in entries],
             [e[2] for e in entries],
