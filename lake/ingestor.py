@@ -8,7 +8,8 @@
    table already holds (see :mod:`lake.offsets`).
 3. When the batch is full (``batch_max_rows``) or old (``batch_max_seconds``), it goes to the
    :class:`~lake.committer.BatchCommitter` (on its own thread while the next batch is read):
-   each table is committed with its offsets, then the checkpoints are saved; then the consumer
+   each table's rows go through the hooks (schema inference adds promoted ``attr_*``/``res_*``
+   columns) and are committed with its offsets, then the checkpoints are saved; then the consumer
    group offsets are committed (for monitoring only). One batch commits at a time, in order.
 4. If a commit finds that another writer moved this writer's offsets, that batch and the one
    being read are dropped and every assigned partition is sought back to its checkpoint.
@@ -391,8 +392,6 @@ def build_ingestor(
 ) -> LakeIngestor:
     """An ingestor wired to the configured broker and catalog (topics must exist); ``hooks``
     default to :func:`default_hooks`."""
-    # The default hooks read the flattener's interned attributes: no kind columns needed.
-    kinds = False
     hooks = default_hooks(settings) if hooks is None else list(hooks)
     from ingest.kafka import cluster_id
     from lake.catalog import open_catalog
@@ -411,5 +410,4 @@ def build_ingestor(
         CheckpointStore(catalog, cluster),
         TableOffsets(catalog, cluster),
         pipeline=pipeline,
-        kinds=kinds,
     )
