@@ -1,23 +1,27 @@
-"""Layout adaptation and compaction: one query workload on the same spans, four ways.
+"""Layout adaptation and compaction: one query workload on the same spans, six ways.
 
 Writes ``--appends`` small commits of realistic spans (several services, ``--hours`` of event
-time, sub-minute batches) through the lake writer's ``IcebergWriter`` into a table with the
-default layout, and runs a fixed workload (time windows, a service filter, trace lookups,
+time, random trace ids) through the lake writer's ``IcebergWriter`` into a table with the
+default layout, and runs a fixed workload (time windows, a service filter, a trace lookup,
 aggregations) through queryd's ``DuckDBEngine``, logging it to the query log as queryd does.
 The layout policy then reads the table's statistics and that log; its proposal is applied to a
-second table before the same commits are written to it. Both tables are then compacted.
+second table before the same commits are written to it.
 
-Measured, median of ``--repeat`` runs per query, in one run:
+States, each measured for the same data and workload:
 
-- default layout, fresh (small files) and compacted;
-- adapted layout, fresh and compacted;
-- for the compacted tables also "pruned": files planned with the query's predicate through
-  Iceberg (partition values and column bounds), as an engine that prunes by equality would read.
+- **fresh**: every commit still a small file (no compaction ever ran);
+- **live**: what the running maintainer leaves: all compacted but the last ``--live`` commits;
+- **compacted**: everything compacted;
 
-The policy's thresholds are the defaults scaled down by ``--scale`` (like the data), so the
-decisions it makes here are the ones it would make on a table that much larger.
+each for the default and the adapted layout, through ``DuckDBEngine`` (which prunes files by
+time window only) and through "pruned" reads: DuckDB over the files Iceberg plans for the
+query's predicate (partition values and column bounds), as an engine pruning by equality would.
+Times are the fastest of ``--repeat`` runs (the least disturbed by other processes).
 
-    python -m benchmarks.layout_bench [--appends 1000] [--rows 400] [--hours 48] [--repeat 5]
+The policy's thresholds and compaction sizes are the defaults divided by ``--scale``, like the
+data, so its decisions are the ones it would make on a table that much larger.
+
+    python -m benchmarks.layout_bench [--appends 1000] [--rows 400] [--scale 64] [--repeat 7]
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -202,20 +205,21 @@ def workload(hours: int, batches: list[pa.Table]) -> list[Query]:
     ]
 
 
-def median_ms(fn: Callable[[], object], repeat: int) -> float:
+def best_ms(fn: Callable[[], object], repeat: int) -> float:
+    """Fastest of ``repeat`` runs after a warm-up: the least disturbed by other processes."""
     fn()  # warm: plans cached, OS page cache
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
         fn()
         times.append((time.perf_counter() - started) * 1000.0)
-    return statistics.median(times)
+    return min(times)
 
 
 def run_engine(engine: DuckDBEngine, tenant: str, queries: list[Query], repeat: int) -> dict:
     out = {}
     for q in queries:
-        ms = median_ms(lambda q=q: engine.query(tenant, q.sql), repeat)
+        ms = best_ms(lambda q=q: engine.query(tenant, q.sql), repeat)
         read, total = engine.query(tenant, q.sql).files["spans"]
         out[q.name] = (ms, read, total)
     return out
@@ -234,7 +238,7 @@ def run_pruned(table: Table, queries: list[Query], repeat: int) -> dict:
         scan = TableScan("spans", "bench.spans", None, table.schema(), files)
         con.execute("DROP VIEW IF EXISTS spans")
         con.execute(view_sql(scan))
-        ms = median_ms(lambda q=q: con.execute(q.sql).fetchall(), repeat)
+        ms = best_ms(lambda q=q: con.execute(q.sql).fetchall(), repeat)
         out[q.name] = (ms, len(files), total)
     con.close()
     return out
@@ -271,7 +275,7 @@ def build(
 
 def print_table(title: str, results: dict[str, dict], queries: list[Query]) -> dict[str, float]:
     states = list(results)
-    print(f"\n{title}: median ms (files read/files in table)")
+    print(f"\n{title}: best-of-N ms (files read/files in table)")
     print(f"{'query':38s}" + "".join(f"{s:>22s}" for s in states))
     for q in queries:
         cells = "".join(
@@ -290,7 +294,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rows", type=int, default=400, help="spans per append")
     parser.add_argument("--hours", type=int, default=48)
     parser.add_argument("--live", type=int, default=30, help="uncompacted commits, steady state")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--scale", type=int, default=64, help="threshold divisor")
     args = parser.parse_args(argv)
 
