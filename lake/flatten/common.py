@@ -393,7 +393,8 @@ def micros(values: list[int] | pa.Array, zero_is_null: bool = False) -> pa.Array
     # unsigned fixed64 they are, so the instant is kept (microseconds reach year 294247).
     unsigned = arr.cast(pa.uint64(), safe=False)
     if zero_is_null:
-        unsigned = pc.if_else(pc.equal(unsigned, 0), pa.scalar(None, pa.uint64()), unsigned)
+        zero = pc.equal(unsigned, pa.scalar(0, pa.uint64()))
+        unsigned = pc.if_else(zero, pa.scalar(None, pa.uint64()), unsigned)
     return pc.divide(unsigned, pa.scalar(1000, pa.uint64())).cast(pa.int64()).cast(TIMESTAMP)
 
 
