@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lake.flatten.common import (
     DOUBLE_LIST,
@@ -193,7 +194,7 @@ class MetricColumns(Columns):
     def to_arrow(self) -> pa.Table:
         service, resource, scope_name, scope_version = self.rs.columns()
         point_arrays = [
-            pa.array(self.point[name], SCHEMA.field(name).type) for name in _POINT_COLUMNS
+            _point_array(self.point[name], SCHEMA.field(name).type) for name in _POINT_COLUMNS
         ]
         columns = [
             micros(self.time),
@@ -211,6 +212,30 @@ class MetricColumns(Columns):
             self.attributes.to_arrow(),
         ]
         return self._with_kinds(pa.Table.from_arrays(columns, schema=SCHEMA), self.attributes)
+
+
+_INT64_MAX = pa.scalar(2**63 - 1, pa.uint64())
+
+
+def _saturated(values: pa.Array) -> pa.Array:
+    return pc.min_element_wise(values, _INT64_MAX, skip_nulls=False).cast(pa.int64())
+
+
+def _point_array(values: list[Any], kind: pa.DataType) -> pa.Array:
+    """One data point column. Counts are unsigned 64-bit in OTLP: one beyond the int64 range
+    (only a broken or hostile client sends it) saturates at the int64 maximum instead of
+    failing the whole batch."""
+    try:
+        return pa.array(values, kind)
+    except (OverflowError, pa.ArrowInvalid):
+        if kind == pa.int64():
+            return _saturated(pa.array(values, pa.uint64()))
+        if kind == LONG_LIST:
+            wide = pa.array(values, pa.list_(pa.uint64()))
+            return pa.ListArray.from_arrays(
+                wide.offsets, _saturated(wide.values), mask=wide.is_null()
+            )
+        raise
 
 
 def flatten_metrics(requests: Iterable[bytes | Any]) -> pa.Table:
