@@ -11,7 +11,9 @@ import json
 import math
 import random
 import time
+from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -252,3 +254,45 @@ def mutate_json(text: bytes, rng: random.Random) -> bytes:
         return node
 
     return json.dumps(walk(doc)).encode("utf-8", "surrogatepass")
+
+
+# -- well-formed requests with extreme values -----------------------------------------------
+
+_EXTREMES: dict[int, list[object]] = {
+    FieldDescriptor.TYPE_FIXED64: [0, 1, 2**63 - 1, 2**63, 2**64 - 1, 1_795_000_000_000_000_000],
+    FieldDescriptor.TYPE_UINT64: [0, 1, 2**63, 2**64 - 1],
+    FieldDescriptor.TYPE_INT64: [0, -1, 2**63 - 1, -(2**63)],
+    FieldDescriptor.TYPE_SINT64: [0, -1, 2**63 - 1, -(2**63)],
+    FieldDescriptor.TYPE_SFIXED64: [0, -1, 2**63 - 1, -(2**63)],
+    FieldDescriptor.TYPE_INT32: [0, -1, 2**31 - 1, -(2**31)],
+    FieldDescriptor.TYPE_SINT32: [0, -1, 2**31 - 1, -(2**31)],
+    FieldDescriptor.TYPE_UINT32: [0, 2**32 - 1],
+    FieldDescriptor.TYPE_FIXED32: [0, 2**32 - 1],
+    FieldDescriptor.TYPE_DOUBLE: [0.0, -0.0, math.nan, math.inf, -math.inf, 1e308, 5e-324],
+    FieldDescriptor.TYPE_FLOAT: [0.0, math.nan, math.inf],
+    FieldDescriptor.TYPE_BOOL: [True, False],
+    FieldDescriptor.TYPE_STRING: ["", "a", "\u0000", "\u00e9\u00e9", "x" * 3000, "\U0001f600"],
+    FieldDescriptor.TYPE_BYTES: [b"", b"\x00" * 8, b"\xff" * 16, b"abc", bytes(range(32))],
+    FieldDescriptor.TYPE_ENUM: [0, 1, 2, 5, 2**31 - 1, -1],
+}
+
+
+def extreme_message(message: Any, rng: random.Random, depth: int = 0) -> Any:
+    """Fill a protobuf message at random with extreme values of every field type: unsigned
+    counts and times past int64, NaN and infinities, empty and odd strings and ids."""
+    for f in message.DESCRIPTOR.fields:
+        if rng.random() < 0.35:
+            continue
+        if f.is_repeated:
+            for _ in range(rng.choice((0, 1, 2, 3))):
+                if f.type == FieldDescriptor.TYPE_MESSAGE:
+                    if depth < 8:
+                        extreme_message(getattr(message, f.name).add(), rng, depth + 1)
+                else:
+                    getattr(message, f.name).append(rng.choice(_EXTREMES[f.type]))
+        elif f.type == FieldDescriptor.TYPE_MESSAGE:
+            if depth < 8:
+                extreme_message(getattr(message, f.name), rng, depth + 1)
+        else:
+            setattr(message, f.name, rng.choice(_EXTREMES[f.type]))
+    return message
