@@ -6,11 +6,13 @@ returns every record has been acknowledged by the receiver or the exporter has r
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
@@ -29,6 +31,42 @@ class Endpoints:
         return f"http://127.0.0.1:{self.http_port}{path}"
 
 
+#: signal -> (gRPC exporter, HTTP exporter, HTTP path), as "module:class".
+_EXPORTERS = {
+    "traces": (
+        "opentelemetry.exporter.otlp.proto.grpc.trace_exporter:OTLPSpanExporter",
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter:OTLPSpanExporter",
+        "/v1/traces",
+    ),
+    "logs": (
+        "opentelemetry.exporter.otlp.proto.grpc._log_exporter:OTLPLogExporter",
+        "opentelemetry.exporter.otlp.proto.http._log_exporter:OTLPLogExporter",
+        "/v1/logs",
+    ),
+    "metrics": (
+        "opentelemetry.exporter.otlp.proto.grpc.metric_exporter:OTLPMetricExporter",
+        "opentelemetry.exporter.otlp.proto.http.metric_exporter:OTLPMetricExporter",
+        "/v1/metrics",
+    ),
+}
+
+
+def _load(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def exporter(ep: Endpoints, transport: Transport, signal: str) -> Any:
+    """The SDK's own OTLP exporter for ``signal`` over ``transport``."""
+    grpc_cls, http_cls, path = _EXPORTERS[signal]
+    if transport.startswith("grpc"):
+        from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
+
+        gzip = Compression.Gzip if transport == "grpc-gzip" else Compression.NoCompression
+        return _load(grpc_cls)(endpoint=ep.grpc(), insecure=True, compression=gzip, timeout=30)
+    return _load(http_cls)(endpoint=ep.http(path), timeout=30)
+
+
 def _resource(service: str, run_id: str) -> Resource:
     return Resource.create(
         {"service.name": service, "deployment.environment": "test", "test.run": run_id}
@@ -42,31 +80,18 @@ def send_spans(
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    if transport.startswith("grpc"):
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            Compression,
-            OTLPSpanExporter,
-        )
-
-        exporter = OTLPSpanExporter(
-            endpoint=ep.grpc(),
-            insecure=True,
-            compression=Compression.Gzip if transport == "grpc-gzip" else Compression.NoCompression,
-            timeout=30,
-        )
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HttpSpanExporter,
-        )
-
-        exporter = HttpSpanExporter(endpoint=ep.http("/v1/traces"), timeout=30)
     provider = TracerProvider(resource=_resource(service, run_id))
-    provider.add_span_processor(BatchSpanProcessor(exporter, max_export_batch_size=256))
+    provider.add_span_processor(
+        BatchSpanProcessor(exporter(ep, transport, "traces"), max_export_batch_size=256)
+    )
     tracer = provider.get_tracer("emberlake.tests")
     uids = []
     for i in range(count):
         uid = f"{run_id}-{transport}-span-{i}"
-        with tracer.start_as_current_span("GET /cart", attributes={"test.uid": uid, "http.status_code": 200 + i % 3, "ratio": i / 7.0}):
+        with tracer.start_as_current_span(
+            "GET /cart",
+            attributes={"test.uid": uid, "http.status_code": 200 + i % 3, "ratio": i / 7.0},
+        ):
             with tracer.start_as_current_span("db.query", attributes={"test.uid": uid + "-child"}):
                 pass
         uids.append(uid)
@@ -83,24 +108,8 @@ def send_logs(
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-    if transport.startswith("grpc"):
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-        from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
-
-        exporter = OTLPLogExporter(
-            endpoint=ep.grpc(),
-            insecure=True,
-            compression=Compression.Gzip if transport == "grpc-gzip" else Compression.NoCompression,
-            timeout=30,
-        )
-    else:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import (
-            OTLPLogExporter as HttpLogExporter,
-        )
-
-        exporter = HttpLogExporter(endpoint=ep.http("/v1/logs"), timeout=30)
     provider = LoggerProvider(resource=_resource(service, run_id))
-    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter(ep, transport, "logs")))
     logger = provider.get_logger("emberlake.tests")
     uids = []
     for i in range(count):
@@ -128,23 +137,9 @@ def send_metrics(
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    if transport.startswith("grpc"):
-        from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        exporter = OTLPMetricExporter(
-            endpoint=ep.grpc(),
-            insecure=True,
-            compression=Compression.Gzip if transport == "grpc-gzip" else Compression.NoCompression,
-            timeout=30,
-        )
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-            OTLPMetricExporter as HttpMetricExporter,
-        )
-
-        exporter = HttpMetricExporter(endpoint=ep.http("/v1/metrics"), timeout=30)
-    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    reader = PeriodicExportingMetricReader(
+        exporter(ep, transport, "metrics"), export_interval_millis=3_600_000
+    )
     provider = MeterProvider(resource=_resource(service, run_id), metric_readers=[reader])
     meter = provider.get_meter("emberlake.tests")
     uid = f"{run_id}-{transport}-metric"
