@@ -25,7 +25,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from emberlake.errors import InvalidRequest
 from lake.schema_inference.attributes import Attributes
 from lake.schema_inference.naming import Scope
-from lake.schema_inference.types import KIND_CODE
+from lake.schema_inference.types import CODE_STRING, KIND_CODE
 
 #: Arrow types of the column contract.
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -144,9 +144,15 @@ class LeafTable(dict[bytes, int]):
         return pa.array([e[position] for e in self.entries], kind).take(ids)
 
 
+def _kind_code(value: Any) -> int:
+    """The schema inference kind of an AnyValue; kinds it does not know (``string_value_strindex``
+    of newer OTLP versions) count as strings rather than failing the record."""
+    return KIND_CODE.get(value.WhichOneof("value") or "", CODE_STRING)
+
+
 def _decode_attribute(data: bytes) -> tuple[str, str | None, int]:
     kv = parse(KeyValue, data)
-    return (kv.key, render(kv.value), KIND_CODE[kv.value.WhichOneof("value") or ""])
+    return (kv.key, render(kv.value), _kind_code(kv.value))
 
 
 class AttributeColumn(LeafTable):
@@ -265,7 +271,7 @@ class ResourceScope:
             text = render(kv.value)
             keys.append(kv.key)
             values.append(text)
-            kinds.append(KIND_CODE[kv.value.WhichOneof("value") or ""])
+            kinds.append(_kind_code(kv.value))
             if kv.key == "service.name" and text:
                 service = text
         self._current = (keys, values, kinds, service)
