@@ -142,6 +142,8 @@ class LocalSystem:
                 return result
         except urllib.error.HTTPError as exc:
             raise QueryError(f"query failed {exc.code}: {exc.read()!r}") from None
+        except urllib.error.URLError as exc:
+            raise QueryError(f"query daemon unreachable: {exc.reason}") from None
 
     def wait_rows(
         self, sql: str, expected: int, timeout: float = 60.0, tenant: str | None = None
