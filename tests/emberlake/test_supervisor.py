@@ -82,12 +82,16 @@ def test_broker_over_its_memory_limit_is_drained_and_replaced(tmp_path: Path) ->
     retried = 0
     try:
         deadline = time.monotonic() + 240
-        # Up to ~80 MB of spans: more than the limit above what the idle broker holds.
-        for batch in range(120):
+        # Send until the broker passes its limit and is replaced (each batch adds ~0.3 MB to
+        # what it holds, compressed), then a little more through the new broker.
+        rotated_at = None
+        for batch in range(600):
             names = [f"{run}-{batch}-{i}" for i in range(1000)]
             retried += send_until_acked(system, spans_request(names), deadline) - 1
             acked += names
-            if batch % 20 == 19 and "starting it afresh" in system.log_path.read_text():
+            if rotated_at is None and "starting it afresh" in system.log_path.read_text():
+                rotated_at = batch
+            if rotated_at is not None and batch >= rotated_at + 10:
                 break
         log = system.log_path.read_text()
         assert "starting it afresh" in log, system.logs()
