@@ -16,6 +16,7 @@ from typing import Any
 
 from pyiceberg.table import Table
 
+from lake.layout import layout_changes
 from queryd.scans import IcebergScanPlanner
 from queryd.typemap import display_type
 
@@ -45,7 +46,8 @@ def column_stats(properties: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def describe_table(name: str, table: Table) -> dict[str, Any]:
-    """One table: columns (name, types, doc, stats), rows, snapshot, files, partitioning, order."""
+    """One table: columns (name, types, doc, stats), rows, snapshot, files, partitioning, order
+    and the layout change log."""
     schema = table.schema()
     stats = column_stats(table.properties)
     columns = []
@@ -89,6 +91,8 @@ def describe_table(name: str, table: Table) -> dict[str, Any]:
             }
             for s in table.sort_order().fields
         ],
+        # Why the layout is what it is: partition and sort changes with their reasons.
+        "layout_changes": layout_changes(table),
     }
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 from pyiceberg.catalog import Catalog
 
+from lake.layout import LAYOUT_LOG_PROPERTY
 from queryd.metadata import COLUMN_STATS_PROPERTY, column_stats, describe_table, describe_tables
 from queryd.scans import IcebergScanPlanner
 from tests.queryd.lakedata import append, create_tables, span_rows
@@ -47,6 +48,17 @@ def test_describe_spans(catalog: Catalog) -> None:
             "null_order": "nulls-first",
         }
     ]
+    assert described["layout_changes"] == []
+
+
+@pytest.mark.integration
+def test_layout_changes_are_served_with_their_reasons(catalog: Catalog) -> None:
+    spans = create_tables(catalog, "acme")["spans"]
+    change = {"kind": "partition", "change": "day -> hour", "reason": "days hold 40M rows"}
+    with spans.transaction() as tx:
+        tx.set_properties({LAYOUT_LOG_PROPERTY: json.dumps([change])})
+    spans.refresh()
+    assert describe_table("spans", spans)["layout_changes"] == [change]
 
 
 @pytest.mark.integration
