@@ -7,11 +7,13 @@ component that reads or writes the lake opens it through :func:`open_catalog`.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 from pyiceberg.catalog.sql import SqlCatalog
 from sqlalchemy import event
+from sqlalchemy.exc import DatabaseError
 
 from emberlake.settings import Settings, parse_pairs
 
@@ -41,10 +43,27 @@ def open_catalog(settings: Settings) -> SqlCatalog:
         "warehouse": warehouse,
         **parse_pairs(settings.lake.catalog_properties),
     }
-    catalog = SqlCatalog(settings.lake.catalog_name, **properties)
+    catalog = _sql_catalog(settings.lake.catalog_name, properties)
     if sqlite:
         _use_wal(catalog)
     return catalog
+
+
+def _sql_catalog(name: str, properties: dict[str, str], attempts: int = 3) -> SqlCatalog:
+    """The SQL catalog; a first start of several processes at once is not an error.
+
+    Opening the catalog creates its tables when they are missing, checking first: two processes
+    opening a fresh database together (writers of one group, say) both pass the check, and the
+    slower one's CREATE TABLE fails. Opening again then finds the tables.
+    """
+    for attempt in range(attempts):
+        try:
+            return SqlCatalog(name, **properties)
+        except DatabaseError:
+            if attempt + 1 == attempts:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _use_wal(catalog: SqlCatalog) -> None:
