@@ -17,6 +17,10 @@ SIGNALS: tuple[Signal, ...] = ("logs", "spans", "metrics")
 HEADER_TENANT = "emberlake-tenant"
 HEADER_SIGNAL = "emberlake-signal"
 HEADER_RECEIVED_US = "emberlake-received-us"
+#: A digest of tenant, signal and value: a request a client sends again (it was produced, but
+#: the receiver died before acknowledging it) carries the same id, so the lake writer can store
+#: it once.
+HEADER_REQUEST_ID = "emberlake-request-id"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ refused records are serialized again.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,7 +23,14 @@ from ingest.otlp_receiver.otlp_json import parse_json
 from ingest.otlp_receiver.signals import OtlpSignal
 from ingest.otlp_receiver.validation import entry_is_valid, prune_entry
 from ingest.otlp_receiver.wire import encode_entry, entry_slices
-from ingest.topics import HEADER_RECEIVED_US, HEADER_SIGNAL, HEADER_TENANT, Topics, record_key
+from ingest.topics import (
+    HEADER_RECEIVED_US,
+    HEADER_REQUEST_ID,
+    HEADER_SIGNAL,
+    HEADER_TENANT,
+    Topics,
+    record_key,
+)
 
 Encoding = Literal["protobuf", "json"]
 UNKNOWN_SERVICE = "unknown_service"
@@ -130,12 +138,25 @@ def kafka_records(
 ) -> list[tuple[str, bytes, bytes, Headers]]:
     """One Kafka record per service: (topic, key, value, headers) as the shared contract says."""
     topic = topics.signal(decoded.signal.kafka_signal)
+    signal = decoded.signal.kafka_signal.encode()
     headers: Headers = (
         (HEADER_TENANT, tenant.encode()),
-        (HEADER_SIGNAL, decoded.signal.kafka_signal.encode()),
+        (HEADER_SIGNAL, signal),
         (HEADER_RECEIVED_US, str(received_us).encode()),
     )
     return [
-        (topic, record_key(tenant, batch.service), batch.payload, headers)
+        (
+            topic,
+            record_key(tenant, batch.service),
+            batch.payload,
+            (*headers, (HEADER_REQUEST_ID, request_id(tenant, signal, batch.payload))),
+        )
         for batch in decoded.batches
     ]
+
+
+def request_id(tenant: str, signal: bytes, payload: bytes) -> bytes:
+    """The ``emberlake-request-id`` of a record: equal for the same data sent again."""
+    digest = hashlib.blake2b(payload, digest_size=16, person=signal[:16])
+    digest.update(tenant.encode())
+    return digest.hexdigest().encode()

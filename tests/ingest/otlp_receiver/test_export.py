@@ -12,7 +12,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from emberlake.errors import InvalidRequest
-from ingest.otlp_receiver.export import decode_export, kafka_records, split_by_service
+from ingest.otlp_receiver.export import (
+    decode_export,
+    kafka_records,
+    request_id,
+    split_by_service,
+)
 from ingest.otlp_receiver.otlp_json import request_to_json
 from ingest.otlp_receiver.signals import LOGS, METRICS, TRACES
 from ingest.topics import Topics
@@ -155,5 +160,12 @@ def test_kafka_records_follow_the_contract() -> None:
         "emberlake-tenant": b"acme",
         "emberlake-signal": b"spans",
         "emberlake-received-us": b"1700000000123456",
+        "emberlake-request-id": request_id("acme", b"spans", records[0][2]),
     }
     assert records[1][2] == decoded.batches[1].payload
+    # The same data sent again carries the same request id; other data or tenants do not.
+    again = kafka_records(decoded, "acme", Topics("pfx"), 1_800_000_000_000_000)
+    assert dict(again[0][3])["emberlake-request-id"] == dict(records[0][3])["emberlake-request-id"]
+    ids = {dict(r[3])["emberlake-request-id"] for r in records}
+    ids |= {dict(r[3])["emberlake-request-id"] for r in kafka_records(decoded, "beta", Topics(), 1)}
+    assert len(ids) == 4
