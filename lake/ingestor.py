@@ -34,6 +34,7 @@ from ingest.kafka import consumer_config
 from ingest.topics import Topics
 from lake.batch import Batch, Record, TableRef
 from lake.committer import BatchCommitter, RowsHook
+from lake.dedupe import RecentRequests
 from lake.offsets import CheckpointStore, TableOffsets, TopicPartition
 from lake.writer import IcebergWriter
 
@@ -162,6 +163,8 @@ class LakeIngestor:
         #: (table, partition) -> stored offset when first needed: records below it are skipped
         self.floors: dict[tuple[TableRef, TopicPartition], int | None] = {}
         self.assigned: set[TopicPartition] = set()
+        #: Requests a client sent again after the receiver died unacknowledged: read, not stored.
+        self.recent = RecentRequests()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lake-commit") if pipeline else None
         self._inflight: Future[dict[TopicPartition, int]] | None = None
         #: Batches dropped in a row, and until when to pause reading after the last one.
@@ -237,6 +240,7 @@ class LakeIngestor:
         gone = set(partitions)
         self.floors = {k: v for k, v in self.floors.items() if k[1] not in gone}
         self.committer.forget(gone)
+        self.recent.forget(gone)
 
     def _floor(self, ref: TableRef, tp: TopicPartition) -> int | None:
         key = (ref, tp)
@@ -269,7 +273,11 @@ class LakeIngestor:
         polled = time.perf_counter()
         try:
             for record in records:
-                self.batch.add(record, self._floor)
+                if self.recent.duplicate(record):
+                    # Consumed all the same: the checkpoint may pass it.
+                    self.batch.ends[record.tp] = record.offset + 1
+                else:
+                    self.batch.add(record, self._floor)
         except OSError as exc:  # the tables' stored offsets cannot be read
             self._settle()
             failure = LakeError(f"the warehouse cannot be read: {exc}")

@@ -1,0 +1,58 @@
+"""Requests a client sent twice: kept once (pure logic).
+
+OTLP has no idempotency key. When the receiver dies after the broker took a request but before
+the client heard so, the client sends the same request again and the broker holds it twice. The
+receiver stamps every record with ``emberlake-request-id``, a digest of tenant, signal and value
+(:func:`ingest.otlp_receiver.export.request_id`); both copies share the key, so they share the
+partition, and the copy at the higher offset is the duplicate.
+
+The decision depends only on the log: a record is a duplicate iff an equal id sits at a lower
+offset of its partition among the records this writer has read. Reading a partition again after
+a rewind gives the same answers, so a duplicate is dropped in every attempt or in none. The
+memory is bounded per partition; a writer that restarts between the two copies, past a
+checkpoint above the first, no longer knows the first, and stores the second.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from ingest.topics import HEADER_REQUEST_ID
+from lake.batch import Record
+from lake.offsets import TopicPartition
+
+#: Request ids remembered per partition: minutes of traffic even at high rates.
+REMEMBERED = 100_000
+
+
+class RecentRequests:
+    """The request ids last read per partition, with the offset each was first seen at."""
+
+    def __init__(self, remembered: int = REMEMBERED) -> None:
+        self.remembered = remembered
+        self._seen: dict[TopicPartition, OrderedDict[str, int]] = {}
+        self.dropped = 0
+
+    def duplicate(self, record: Record) -> bool:
+        """True if the record repeats a request read at a lower offset of its partition."""
+        request = record.header(HEADER_REQUEST_ID)
+        if not request:
+            return False
+        seen = self._seen.setdefault(record.tp, OrderedDict())
+        first = seen.get(request)
+        if first is None:
+            seen[request] = record.offset
+            if len(seen) > self.remembered:
+                seen.popitem(last=False)
+            return False
+        if first < record.offset:
+            self.dropped += 1
+            return True
+        if record.offset < first:  # read again from further back (a rewind): the earlier wins
+            seen[request] = record.offset
+        return False
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self._seen.pop(tp, None)
