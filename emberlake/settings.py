@@ -82,8 +82,10 @@ class LakeSettings:
     batch_max_rows: int = 100_000
     batch_max_seconds: float = 2.0
     writer_group: str = "emberlake-writer"
-    #: Snapshots newer than this are never expired.
-    snapshot_retain_seconds: float = 600.0
+    #: Snapshots newer than this are never expired. Commit cost grows with the snapshots a
+    #: table keeps (hundreds of ms at 500), and at one commit per batch interval a long window
+    #: keeps many; queries read the current snapshot and re-plan when a file vanished.
+    snapshot_retain_seconds: float = 60.0
     #: Expire snapshots every this many commits per table.
     expire_every_commits: int = 20
     snapshots_keep_min: int = 5
