@@ -126,22 +126,47 @@ class LeafTable(dict[bytes, int]):
     one with ``decode`` into a tuple of column values. Ids start at 1, so a hit is always truthy.
     """
 
-    __slots__ = ("decode", "entries")
+    __slots__ = ("decode", "entries", "cache")
 
-    def __init__(self, decode: Callable[[bytes], tuple[Any, ...]], placeholder: tuple[Any, ...]):
+    def __init__(
+        self,
+        decode: Callable[[bytes], tuple[Any, ...]],
+        placeholder: tuple[Any, ...],
+        cache: dict[bytes, tuple[Any, ...]] | None = None,
+    ):
         super().__init__()
         self.decode = decode
         self.entries: list[tuple[Any, ...]] = [placeholder]
+        #: Decodes kept across tables (and so across batches); only for a pure ``decode``.
+        self.cache = cache
 
     def __missing__(self, data: bytes) -> int:
         entry = len(self.entries)
-        self.entries.append(self.decode(data))
+        cache = self.cache
+        if cache is None:
+            decoded = self.decode(data)
+        else:
+            decoded = cache.get(data)
+            if decoded is None:
+                decoded = self.decode(data)
+                if len(cache) >= DECODE_CACHE_LIMIT:
+                    # High-cardinality leaves (ids, timestamps as attributes) would grow it
+                    # without bound; starting over costs one decode per leaf still in use.
+                    cache.clear()
+                cache[data] = decoded
+        self.entries.append(decoded)
         self[data] = entry
         return entry
 
     def column(self, position: int, kind: pa.DataType, ids: pa.Array) -> pa.Array:
         """Values at ``position`` of the entries named by ``ids``."""
         return pa.array([e[position] for e in self.entries], kind).take(ids)
+
+
+#: Decoded ``KeyValue`` leaves shared by every attribute column, so the attributes a service
+#: sends in every batch are decoded once, not once per batch; cleared past this many entries.
+DECODE_CACHE_LIMIT = 1 << 15
+_DECODED_ATTRIBUTES: dict[bytes, tuple[Any, ...]] = {}
 
 
 def _kind_code(value: Any) -> int:
@@ -162,12 +187,15 @@ class AttributeColumn(LeafTable):
     ``offsets.append(len(ids))``; Arrow expands the ids into keys and values with ``take``.
     """
 
-    __slots__ = ("ids", "offsets")
+    __slots__ = ("ids", "offsets", "_arrays", "_rollbacks")
 
     def __init__(self) -> None:
-        super().__init__(_decode_attribute, ("", None, 0))
+        super().__init__(_decode_attribute, ("", None, 0), _DECODED_ATTRIBUTES)
         self.ids: list[int] = []
         self.offsets: list[int] = [0]
+        #: ids and offsets as Arrow int32, converted once for to_arrow, kinds and inference.
+        self._arrays: tuple[tuple[int, int, int], pa.Array, pa.Array] | None = None
+        self._rollbacks = 0
 
     def add(self, items: Iterable[bytes]) -> None:
         """Append one row from the bytes of repeated ``KeyValue`` messages."""
@@ -180,11 +208,24 @@ class AttributeColumn(LeafTable):
     def rollback(self, mark: tuple[int, int]) -> None:
         # Interned entries stay: they are correct decodes, merely unused.
         del self.ids[mark[0] :], self.offsets[mark[1] :]
+        self._rollbacks += 1
+
+    def arrays(self) -> tuple[pa.Array, pa.Array]:
+        """(ids, offsets) as Arrow int32 arrays. Rows are only appended (or rolled back), so
+        the lengths and the rollback count tell whether an earlier conversion still holds."""
+        version = (len(self.ids), len(self.offsets), self._rollbacks)
+        if self._arrays is None or self._arrays[0] != version:
+            self._arrays = (
+                version,
+                pa.array(self.ids, pa.int32()),
+                pa.array(self.offsets, pa.int32()),
+            )
+        return self._arrays[1], self._arrays[2]
 
     def to_arrow(self) -> pa.MapArray:
-        ids = pa.array(self.ids, pa.int32())
+        ids, offsets = self.arrays()
         return pa.MapArray.from_arrays(
-            pa.array(self.offsets, pa.int32()),
+            offsets,
             self.column(0, pa.string(), ids),
             self.column(1, pa.string(), ids),
             type=STRING_MAP,
@@ -192,10 +233,8 @@ class AttributeColumn(LeafTable):
 
     def kinds_to_arrow(self) -> pa.ListArray:
         """The kind code (schema inference ``KIND_CODE``) of every map entry, row by row."""
-        ids = pa.array(self.ids, pa.int32())
-        return pa.ListArray.from_arrays(
-            pa.array(self.offsets, pa.int32()), self.column(2, pa.int8(), ids), type=KINDS_LIST
-        )
+        ids, offsets = self.arrays()
+        return pa.ListArray.from_arrays(offsets, self.column(2, pa.int8(), ids), type=KINDS_LIST)
 
 
 class MapColumn:
@@ -363,10 +402,12 @@ class Columns:
         distinct leaf once, with its kind), for ``PromotionHook.promote``."""
         attributes = self.maps[0]
         entries = attributes.entries
-        # Arrow arrays convert from Python lists several times faster than NumPy does.
+        # Arrow arrays convert from Python lists several times faster than NumPy does; the
+        # conversion made for the map column is reused.
+        ids, offsets = attributes.arrays()
         record = Attributes.from_interned(
-            pa.array(attributes.offsets, pa.int64()),
-            pa.array(attributes.ids, pa.int64()),
+            offsets.cast(pa.int64()),
+            ids.cast(pa.int64()),
             [e[0] for e in entries],
             [e[1] for e in entries],
             [e[2] for e in entries],
