@@ -3,14 +3,18 @@
 1. flatten: serialized OTLP trace requests (512 spans each, 8 span and 6 resource attributes,
    an event on 1 span in 100) -> Arrow, single thread; against a naive flatten through the
    official protobuf classes measured in the same run.
-2. end to end: N spans pre-produced to a fresh embedded broker in requests of 512; the ingestor
+2. parquet: one flattened batch written with the lake's settings (zstd at Arrow's default
+   level, dictionaries only where values repeat) against other codecs and all-column
+   dictionaries, CPU time and file size, so the trade of each setting is visible.
+3. end to end: N spans pre-produced to a fresh embedded broker in requests of 512; the ingestor
    (this process) drains them into Iceberg, without and with schema inference (promoted
-   columns). Wall time and this process's CPU time are both reported; spans per CPU-second is
-   the per-core figure.
-3. commit cost: small appends (10 rows) with the writer's offsets, timed around commit 10 and
+   columns), best of ``--repeat`` runs. Wall time and this process's CPU time are both
+   reported; spans per CPU-second is the per-core figure (the machine may be shared: wall
+   throughput then understates it). A summary line per mode ends the run.
+4. commit cost: small appends (10 rows) with the writer's offsets, timed around commit 10 and
    commit 500, with snapshot expiry on and off.
 
-    python -m benchmarks.lake_bench [--spans 600000] [--commits 500]
+    python -m benchmarks.lake_bench [--spans 600000] [--repeat 1] [--commits 500]
 """
 
 from __future__ import annotations
@@ -156,6 +160,44 @@ def bench_flatten(requests: int = 100, repeats: int = 5) -> None:
     )
 
 
+def bench_parquet(requests: int = 100, repeats: int = 3) -> None:
+    import pyarrow.parquet as pq
+
+    from lake import datafiles
+    from lake.tables import arrow_schema_for, iceberg_schema
+
+    rng = random.Random(1)
+    columns = SpanColumns()
+    for i in range(requests):
+        columns.add(trace_request(f"svc{i % 8}", rng))
+    schema = iceberg_schema(arrow_schema_for("spans"))
+    rows = datafiles.conform(columns.to_arrow(), schema)
+    spans = rows.num_rows
+    lake_dictionary = datafiles._dictionary_columns(schema)
+    variants: list[tuple[str, dict[str, object]]] = [
+        ("lake (zstd, dictionaries where values repeat)", {}),
+        ("zstd level 3", {"compression_level": 3}),
+        ("lz4", {"compression": "lz4"}),
+        ("snappy", {"compression": "snappy"}),
+        ("dictionaries on every column", {"use_dictionary": True}),
+    ]
+    sizes: dict[str, int] = {}
+
+    def write(options: dict[str, object], label: str) -> None:
+        sink = pa.BufferOutputStream()
+        kwargs = {"compression": "zstd", "use_dictionary": lake_dictionary, **options}
+        with pq.ParquetWriter(sink, rows.schema, **kwargs) as writer:  # type: ignore[arg-type]
+            writer.write_table(rows)
+        sizes[label] = sink.getvalue().size
+
+    for label, options in variants:
+        cpu = _best(lambda o=options, n=label: write(o, n), repeats)  # type: ignore[misc]
+        print(
+            f"parquet: {label}: {cpu / spans * 1e6:.2f} us/span, "
+            f"{sizes[label] / spans:.0f} bytes/span"
+        )
+
+
 def _settings(data: Path, bootstrap: str, **lake: object) -> Settings:
     return Settings(
         data_dir=str(data),
@@ -172,7 +214,10 @@ def _free_port() -> int:
     raise RuntimeError("no free port")
 
 
-def bench_end_to_end(total_spans: int, workdir: Path, promotion: bool = True) -> None:
+def bench_end_to_end(
+    total_spans: int, workdir: Path, promotion: bool = True
+) -> tuple[float, float]:
+    """Returns (spans/s wall, spans per CPU-second)."""
     from ingest.kafka import KafkaSink, ensure_emberlake_topics
     from ingest.topics import HEADER_SIGNAL, HEADER_TENANT, Topics, record_key
     from lake.ingestor import build_ingestor
@@ -229,6 +274,7 @@ def bench_end_to_end(total_spans: int, workdir: Path, promotion: bool = True) ->
             f"batch_max_seconds {settings.lake.batch_max_seconds}, "
             f"schema inference {'on' if promotion else 'off'}"
         )
+        return spans / wall, spans / cpu
     finally:
         broker.stop()
 
@@ -264,19 +310,34 @@ def bench_commits(commits: int, workdir: Path) -> None:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="lake_bench", description=__doc__)
     parser.add_argument("--spans", type=int, default=600_000)
+    parser.add_argument("--repeat", type=int, default=1, help="end to end runs per mode (best)")
     parser.add_argument("--commits", type=int, default=500)
-    parser.add_argument("--only", choices=("flatten", "e2e", "commits"), default=None)
+    parser.add_argument("--only", choices=("flatten", "parquet", "e2e", "commits"), default=None)
     args = parser.parse_args(argv)
     print(f"lake_bench on {os.cpu_count()} cores, pid {os.getpid()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="lake-bench-") as tmp:
         work = Path(tmp)
         if args.only in (None, "flatten"):
             bench_flatten()
+        if args.only in (None, "parquet"):
+            bench_parquet()
+        summary: list[str] = []
         if args.only in (None, "e2e"):
-            bench_end_to_end(args.spans, work / "e2e", promotion=False)
-            bench_end_to_end(args.spans, work / "e2e-promotion", promotion=True)
+            for promotion in (False, True):
+                runs = [
+                    bench_end_to_end(args.spans, work / f"e2e-{promotion}-{i}", promotion)
+                    for i in range(max(1, args.repeat))
+                ]
+                wall, cpu = max(r[0] for r in runs), max(r[1] for r in runs)
+                summary.append(
+                    f"into Iceberg: {wall:,.0f} spans/s wall, {cpu:,.0f} spans per CPU-second "
+                    f"(target 100k per core), schema inference {'on' if promotion else 'off'}, "
+                    f"best of {len(runs)}"
+                )
         if args.only in (None, "commits"):
             bench_commits(args.commits, work / "commits")
+        for line in summary:
+            print(line)
 
 
 if __name__ == "__main__":
