@@ -12,7 +12,7 @@
    a fresh lake by 1, then 2 ``emberlake writer`` processes in one consumer group; spans/s of
    each and the ratio.
 
-    python -m benchmarks.soak_bench [--seconds 60] [--kill-every 15] [--rate 2000]
+    python -m benchmarks.soak_bench [--seconds 60] [--kill-every 12] [--rate 2000]
                                     [--backlog 300000] [--only soak|scaling]
 """
 
@@ -308,7 +308,7 @@ def scaling(spans: int, workdir: Path) -> None:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="soak_bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--kill-every", type=float, default=15.0)
+    parser.add_argument("--kill-every", type=float, default=12.0)
     parser.add_argument("--rate", type=float, default=2000.0, help="spans/s offered")
     parser.add_argument("--backlog", type=int, default=300_000, help="spans for writer scaling")
     parser.add_argument("--only", choices=("soak", "scaling"), default=None)
