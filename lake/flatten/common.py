@@ -10,6 +10,7 @@ one call per column.
 
 from __future__ import annotations
 
+import binascii
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -41,8 +42,6 @@ DOC_KEY = b"doc"
 
 #: What a resource without ``service.name`` is called (the OpenTelemetry SDK default).
 UNKNOWN_SERVICE = "unknown_service"
-
-_HEX_PAIRS = np.frombuffer(b"".join(b"%02x" % i for i in range(256)), dtype=np.uint16)
 
 
 def field(name: str, kind: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
@@ -450,10 +449,11 @@ def hex_ids(ids: list[bytes], empty_is_null: bool = True) -> pa.Array:
     raw = pa.array(ids, pa.binary())
     _, offsets_buf, data_buf = raw.buffers()
     offsets = np.frombuffer(offsets_buf, dtype=np.int32)[: len(raw) + 1]
-    data = np.frombuffer(data_buf or b"", dtype=np.uint8)
-    hexed = _HEX_PAIRS[data[offsets[0] : offsets[-1]]]
+    first, last = int(offsets[0]), int(offsets[-1])
+    # One C pass over all ids' bytes (binascii), several times faster than a NumPy lookup.
+    hexed = binascii.hexlify(memoryview(data_buf)[first:last]) if data_buf is not None else b""
     text = pa.StringArray.from_buffers(
-        len(raw), pa.py_buffer((offsets - offsets[0]) * 2), pa.py_buffer(hexed.tobytes())
+        len(raw), pa.py_buffer((offsets - first) * 2), pa.py_buffer(hexed)
     )
     if empty_is_null:
         return pc.if_else(pc.equal(pc.binary_length(raw), 0), pa.scalar(None, pa.string()), text)
