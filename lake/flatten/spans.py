@@ -103,8 +103,9 @@ class SpanColumns(Columns):
         self.name: list[str] = []
         self.kind: list[int] = []
         self.status: list[int] = []
-        self.events: list[str] = []
-        self.links: list[str] = []
+        #: (row, events JSON, links JSON) of the few spans that have events or links; every
+        #: other row gets "[]" when the columns are built.
+        self.extras: list[tuple[int, str, str]] = []
         self.attributes = AttributeColumn()
         self.statuses = LeafTable(_decode_status, (0, None))
         self.maps = [self.attributes]
@@ -118,8 +119,7 @@ class SpanColumns(Columns):
             self.name,
             self.kind,
             self.status,
-            self.events,
-            self.links,
+            self.extras,
         ]
 
     def _add(self, data: bytes) -> None:
@@ -130,19 +130,18 @@ class SpanColumns(Columns):
         pid_append, ts_append = self.parent_id.append, self.trace_state.append
         name_append, kind_append = self.name.append, self.kind.append
         status_append, status_of = self.status.append, self.statuses.__getitem__
-        ev_append, ln_append = self.events.append, self.links.append
+        rows = self.start
         attrs = self.attributes
         ids, ids_extend, offsets_append = attrs.ids, attrs.ids.extend, attrs.offsets.append
         attr_of = attrs.__getitem__
-        no_items = _NO_ITEMS
-
         full: Any = None  # the request with all events and links, parsed only when needed
         for ri, resource_spans in enumerate(request.resource_spans):
             rs.start_resource(resource_spans.resource)
             for si, scope_spans in enumerate(resource_spans.scope_spans):
                 spans = scope_spans.spans
                 rs.mark_rows(rs.start_scope(scope_spans.scope), len(spans))
-                for k, span in enumerate(spans):
+                first = len(rows)
+                for span in spans:
                     start_append(span.start_time_unix_nano)
                     end_append(span.end_time_unix_nano)
                     tid_append(span.trace_id)
@@ -155,13 +154,16 @@ class SpanColumns(Columns):
                     ids_extend(map(attr_of, span.attributes[:]))
                     offsets_append(len(ids))
                     if span.events or span.links:
+                        row = len(rows) - 1
                         full = full or parse(FullTraceRequest, data)
-                        whole = full.resource_spans[ri].scope_spans[si].spans[k]
-                        ev_append(events_json(whole.events) if whole.events else no_items)
-                        ln_append(links_json(whole.links) if whole.links else no_items)
-                    else:
-                        ev_append(no_items)
-                        ln_append(no_items)
+                        whole = full.resource_spans[ri].scope_spans[si].spans[row - first]
+                        self.extras.append(
+                            (
+                                row,
+                                events_json(whole.events) if whole.events else _NO_ITEMS,
+                                links_json(whole.links) if whole.links else _NO_ITEMS,
+                            )
+                        )
 
     def to_arrow(self) -> pa.Table:
         start_ns, end_ns = nanos(self.start), nanos(self.end)
@@ -186,10 +188,17 @@ class SpanColumns(Columns):
             scope_name,
             scope_version,
             self.attributes.to_arrow(),
-            pa.array(self.events, pa.string()),
-            pa.array(self.links, pa.string()),
+            *self._extras_columns(),
         ]
         return self._with_kinds(pa.Table.from_arrays(columns, schema=SCHEMA), self.attributes)
+
+    def _extras_columns(self) -> tuple[pa.Array, pa.Array]:
+        """The events and links columns: "[]" but for the spans that have any."""
+        events = [_NO_ITEMS] * len(self.start)
+        links = events.copy()
+        for row, event_json, link_json in self.extras:
+            events[row], links[row] = event_json, link_json
+        return pa.array(events, pa.string()), pa.array(links, pa.string())
 
 
 def flatten_spans(requests: Iterable[bytes | Any]) -> pa.Table:
