@@ -59,6 +59,10 @@ class CommitConflict(LakeError):
     """Another writer changed the offsets this writer expected to own; the batch was dropped."""
 
 
+class UnstorableRecords(LakeError):
+    """A batch holds a record the lake cannot store; it is read again one record at a time."""
+
+
 class SchemaInferenceError(LakeError):
     """Promoted attribute columns disagree with the table schema beyond any legal evolution."""
 

@@ -101,8 +101,11 @@ class TableBatch:
 class Batch:
     """Records of one writer batch, routed and flattened, until they are committed."""
 
-    def __init__(self, topics: Topics, kinds: bool = False):
+    def __init__(self, topics: Topics, kinds: bool = False, isolate: bool = False):
         self.topics = topics
+        #: Convert each record alone before taking it (after a batch failed as a whole), so a
+        #: record the lake cannot store is set aside instead of failing its batch again.
+        self.isolate = isolate
         #: Flatten with the ``<map>__kinds`` columns a schema inference hook reads.
         self.kinds = kinds
         self.tables: dict[TableRef, TableBatch] = {}
@@ -176,6 +179,7 @@ class Batch:
                 signal, columns_for(signal)
             )
             try:
+                self._check_storable(signal, value)
                 scratch.add(value)
             except InvalidRequest as exc:
                 self._dead_letter(record, (tenant, DEAD_LETTERS), tenant, str(exc), committed)
@@ -184,12 +188,25 @@ class Batch:
             return 0
         table = self._table(ref)
         try:
+            self._check_storable(signal, value)
             added = table.columns.add(value)  # type: ignore[union-attr]
         except InvalidRequest as exc:
             self._dead_letter(record, (tenant, DEAD_LETTERS), tenant, str(exc), committed)
             return 0
         table.partitions.add(record.tp)
         return int(added)
+
+    def _check_storable(self, signal: str, value: bytes) -> None:
+        if not self.isolate:
+            return
+        probe = columns_for(signal, kinds=self.kinds)
+        try:
+            probe.add(value)
+            probe.to_arrow()
+        except InvalidRequest:
+            raise
+        except Exception as exc:
+            raise InvalidRequest(f"cannot be stored: {exc!r}") from exc
 
     def _dead_letter(
         self,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 import pyarrow as pa
 from pyiceberg.table import Table
 
-from emberlake.errors import CommitConflict, LakeError
+from emberlake.errors import CommitConflict, LakeError, UnstorableRecords
 from lake.batch import Batch, TableRef
 from lake.flatten import KINDS_SUFFIX
 from lake.offsets import CheckpointStore, TopicPartition, offset_property
@@ -78,7 +78,15 @@ class BatchCommitter:
                 if table.columns.rows == 0 or not table.partitions:
                     continue
                 started = time.perf_counter()
-                rows = table.columns.to_arrow()
+                try:
+                    rows = table.columns.to_arrow()
+                except (LakeError, OSError):
+                    raise
+                except Exception as exc:  # a value Arrow refuses: one record spoils the batch
+                    raise UnstorableRecords(
+                        f"{ref[0]}.{ref[1]}: a record cannot be stored ({exc!r});"
+                        " reading the batch again record by record"
+                    ) from exc
                 self.timings["arrow"] += time.perf_counter() - started
                 self._commit_table(ref, rows, table.partitions, batch, table.columns)
         except (CommitConflict, LakeError):

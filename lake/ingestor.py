@@ -28,7 +28,13 @@ from typing import Any, cast
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message
 from confluent_kafka import TopicPartition as KafkaPartition
 
-from emberlake.errors import BrokerError, CommitConflict, EmberlakeError, LakeError
+from emberlake.errors import (
+    BrokerError,
+    CommitConflict,
+    EmberlakeError,
+    LakeError,
+    UnstorableRecords,
+)
 from emberlake.settings import Settings
 from ingest.kafka import consumer_config
 from ingest.topics import Topics
@@ -170,6 +176,8 @@ class LakeIngestor:
         #: Batches dropped in a row, and until when to pause reading after the last one.
         self._failures = 0
         self._paused_until = 0.0
+        #: After a batch held a record the lake cannot store: check records one by one.
+        self._isolate = False
         self._timings: defaultdict[str, float] = defaultdict(float)
 
     @property
@@ -322,7 +330,7 @@ class LakeIngestor:
         """Hand the current batch to the committer (after the previous one finished); with
         ``wait``, also wait for it and act on the outcome."""
         self._settle()
-        batch, self.batch = self.batch, Batch(self.topics, self.kinds)
+        batch, self.batch = self.batch, Batch(self.topics, self.kinds, self._isolate)
         if batch.records:
             owned = frozenset(self.assigned)
             if self._pool is None:
@@ -348,6 +356,7 @@ class LakeIngestor:
             self._dropped(exc)
             return
         self._failures = 0
+        self._isolate = False
         self.source.commit(ends)
 
     def _dropped(self, exc: CommitConflict | LakeError) -> None:
@@ -361,11 +370,13 @@ class LakeIngestor:
             delay,
         )
         self._paused_until = time.monotonic() + delay
+        # Isolate until a batch commits: the record that spoiled it goes to the dead letters.
+        self._isolate = self._isolate or isinstance(exc, UnstorableRecords)
         self._rewind()
 
     def _rewind(self) -> None:
         """Forget everything learnt and seek every assigned partition back to its checkpoint."""
-        self.batch = Batch(self.topics, self.kinds)
+        self.batch = Batch(self.topics, self.kinds, self._isolate)
         self.floors.clear()
         self.committer.forget()
         assigned = sorted(self.assigned)
