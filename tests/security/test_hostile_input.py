@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -96,8 +97,6 @@ class PeakRss:
 
 def _http_status(reply_body: bytes, content_type: str) -> status_pb2.Status:
     if "json" in content_type:
-        import json
-
         doc = json.loads(reply_body)
         return status_pb2.Status(code=int(doc.get("code", 0)), message=doc.get("message", ""))
     return status_pb2.Status.FromString(reply_body)
