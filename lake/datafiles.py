@@ -5,7 +5,10 @@ copies the whole batch while splitting it by partition even when a batch falls i
 it dictionary-encodes every column, including unique ids and timestamps where a dictionary only
 costs time. Here a batch that falls into one partition is written as is, dictionaries are kept
 for the columns that repeat (names, services, attribute maps), and the file statistics and
-``DataFile`` entries are produced with pyiceberg's own helpers, so readers see exactly what
+``DataFile`` entries are produced with pyiceberg's own helpers. Column statistics are written
+for every column but the entries of map columns (attribute maps): no reader can prune on a
+map's keys or values, and computing them cost about a sixth of the file write; their metrics
+mode is ``none`` in the data file entries (sizes only), every other column's are what
 ``append`` would have produced. The caller adds the returned files in its own transaction.
 """
 
@@ -18,6 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.io.pyarrow import (
+    MetricModeTypes,
+    MetricsMode,
+    StatisticsCollector,
     _get_parquet_writer_kwargs,
     compute_statistics_plan,
     data_file_statistics_from_parquet_metadata,
@@ -35,6 +41,7 @@ from pyiceberg.types import (
     BinaryType,
     DoubleType,
     FloatType,
+    MapType,
     TimestampType,
     TimestamptzType,
 )
@@ -73,6 +80,27 @@ def _dictionary_columns(schema: Schema) -> list[str]:
             continue
         names.append(f.name)
     return names
+
+
+def _statistics(
+    schema: Schema, properties: dict[str, str]
+) -> tuple[dict[int, StatisticsCollector], list[str]]:
+    """The statistics plan with map entries at metrics mode ``none``, and the Parquet column
+    paths to write statistics for (all but the map entries)."""
+    plan = compute_statistics_plan(schema, properties)
+    paths = parquet_path_to_id_mapping(schema)
+    maps = {f.name for f in schema.fields if isinstance(f.field_type, MapType)}
+    skipped = {field_id for path, field_id in paths.items() if path.split(".")[0] in maps}
+    none = MetricsMode(MetricModeTypes.NONE)
+    for field_id in skipped:
+        collector = plan[field_id]
+        plan[field_id] = StatisticsCollector(
+            field_id=collector.field_id,
+            iceberg_type=collector.iceberg_type,
+            mode=none,
+            column_name=collector.column_name,
+        )
+    return plan, [path for path, field_id in paths.items() if field_id not in skipped]
 
 
 def _partitions(
@@ -121,7 +149,7 @@ def write_data_files(
         )
     )
     dictionary = _dictionary_columns(schema)
-    stats_plan = compute_statistics_plan(schema, properties)
+    stats_plan, stats_paths = _statistics(schema, properties)
     id_mapping = parquet_path_to_id_mapping(schema)
     write_id = write_id or uuid.uuid4()
     files = []
@@ -142,7 +170,11 @@ def write_data_files(
         output = io.new_output(path)
         with output.create(overwrite=True) as stream:
             writer = pq.ParquetWriter(
-                stream, schema=part.schema, use_dictionary=dictionary, **kwargs
+                stream,
+                schema=part.schema,
+                use_dictionary=dictionary,
+                write_statistics=stats_paths,
+                **kwargs,
             )
             writer.write_table(part, row_group_size=row_group)
             writer.close()
