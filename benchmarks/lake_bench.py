@@ -4,8 +4,9 @@
    an event on 1 span in 100) -> Arrow, single thread; against a naive flatten through the
    official protobuf classes measured in the same run.
 2. parquet: one flattened batch written with the lake's settings (zstd at Arrow's default
-   level, dictionaries only where values repeat) against other codecs and all-column
-   dictionaries, CPU time and file size, so the trade of each setting is visible.
+   level, dictionaries only where values repeat, no statistics for map entries) against other
+   codecs, all-column dictionaries and all-column statistics, CPU time and file size, so the
+   trade of each setting is visible.
 3. end to end: N spans pre-produced to a fresh embedded broker in requests of 512; the ingestor
    (this process) drains them into Iceberg, without and with schema inference (promoted
    columns), best of ``--repeat`` runs. Wall time and this process's CPU time are both
@@ -174,8 +175,10 @@ def bench_parquet(requests: int = 100, repeats: int = 3) -> None:
     rows = datafiles.conform(columns.to_arrow(), schema)
     spans = rows.num_rows
     lake_dictionary = datafiles._dictionary_columns(schema)
+    _, lake_statistics = datafiles._statistics(schema, {})
     variants: list[tuple[str, dict[str, object]]] = [
-        ("lake (zstd, dictionaries where values repeat)", {}),
+        ("lake (zstd, dictionaries where values repeat, no map statistics)", {}),
+        ("statistics on every column", {"write_statistics": True}),
         ("zstd level 3", {"compression_level": 3}),
         ("lz4", {"compression": "lz4"}),
         ("snappy", {"compression": "snappy"}),
@@ -185,7 +188,12 @@ def bench_parquet(requests: int = 100, repeats: int = 3) -> None:
 
     def write(options: dict[str, object], label: str) -> None:
         sink = pa.BufferOutputStream()
-        kwargs = {"compression": "zstd", "use_dictionary": lake_dictionary, **options}
+        kwargs = {
+            "compression": "zstd",
+            "use_dictionary": lake_dictionary,
+            "write_statistics": lake_statistics,
+            **options,
+        }
         with pq.ParquetWriter(sink, rows.schema, **kwargs) as writer:  # type: ignore[arg-type]
             writer.write_table(rows)
         sizes[label] = sink.getvalue().size
