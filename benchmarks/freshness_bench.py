@@ -41,7 +41,9 @@ def make_request(service: str, names: list[str]) -> bytes:
             end_time_unix_nano=now,
             attributes=[
                 common_pb2.KeyValue(key="http.route", value=common_pb2.AnyValue(string_value="/x")),
-                common_pb2.KeyValue(key="http.status_code", value=common_pb2.AnyValue(int_value=200)),
+                common_pb2.KeyValue(
+                    key="http.status_code", value=common_pb2.AnyValue(int_value=200)
+                ),
             ],
         )
         for name in names
@@ -147,8 +149,10 @@ def run(system: LocalSystem, seconds: float, rate: int) -> None:
         t.join(timeout=60)
     lags = [seen[n] - acked[n] for n in acked if n in seen]
     missing = len(acked) - len(lags)
-    print(f"steady load: {sent_spans / seconds:,.0f} spans/s for {seconds:.0f}s; "
-          f"{len(acked)} probes, {missing} never seen")
+    print(
+        f"steady load: {sent_spans / seconds:,.0f} spans/s for {seconds:.0f}s; "
+        f"{len(acked)} probes, {missing} never seen"
+    )
     if lags:
         print(
             f"freshness (ack -> visible to POST /v1/query): p50 {statistics.median(lags):.2f}s, "

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from emberlake.broker import EmbeddedBroker
-from emberlake.settings import KafkaSettings, LakeSettings, QuerydSettings, ReceiverSettings, Settings
+from emberlake.settings import (
+    KafkaSettings,
+    LakeSettings,
+    QuerydSettings,
+    ReceiverSettings,
+    Settings,
+)
 
 for _key in list(os.environ):
     if _key.startswith(("EMBERLAKE_", "ANTHROPIC_", "OTEL_")):

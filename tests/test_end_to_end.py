@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.otel_senders import Endpoints, send_json_spans, send_logs, send_metrics, send_spans
 from emberlake.local import LocalSystem as System
+from tests.otel_senders import Endpoints, send_json_spans, send_logs, send_metrics, send_spans
 
 pytestmark = pytest.mark.integration
 
@@ -37,12 +37,14 @@ def test_every_record_arrives_exactly_once_with_attributes(system: System) -> No
     span_uids += send_json_spans(ep, run, 10)
 
     where = f"resource_attributes['test.run'] = '{run}'"
-    system.wait_rows(f"SELECT count(*) FROM spans WHERE {where} AND name <> 'db.query'", len(span_uids))
+    system.wait_rows(
+        f"SELECT count(*) FROM spans WHERE {where} AND name <> 'db.query'", len(span_uids)
+    )
     rows = system.query(
         f"SELECT attributes['test.uid'], count(*) FROM spans WHERE {where} "
         "AND name <> 'db.query' GROUP BY 1"
     )["rows"]
-    assert {uid: n for uid, n in rows} == dict.fromkeys(span_uids, 1)
+    assert dict(rows) == dict.fromkeys(span_uids, 1)
 
     # Attribute values and structure survive: parents, status, typed values rendered as text.
     sample = system.query(
@@ -63,12 +65,13 @@ def test_every_record_arrives_exactly_once_with_attributes(system: System) -> No
 
     system.wait_rows(f"SELECT count(*) FROM logs WHERE {where}", len(log_uids))
     rows = system.query(
-        f"SELECT attributes['test.uid'], count(*), any_value(body) FROM logs WHERE {where} GROUP BY 1"
+        f"SELECT attributes['test.uid'], count(*), any_value(body) FROM logs "
+        f"WHERE {where} GROUP BY 1"
     )["rows"]
     assert {uid: n for uid, n, _ in rows} == dict.fromkeys(log_uids, 1)
-    errors = system.query(
-        f"SELECT count(*) FROM logs WHERE {where} AND severity_text = 'ERROR'"
-    )["rows"]
+    errors = system.query(f"SELECT count(*) FROM logs WHERE {where} AND severity_text = 'ERROR'")[
+        "rows"
+    ]
     assert errors == [[5 * len(TRANSPORTS)]]
 
     metric_where = f"{where} AND attributes['test.uid'] LIKE '{run}-%'"
