@@ -258,7 +258,7 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
     kwargs: dict[str, Any] = {}
     for name, raw in values.items():
         kind = hints[name]
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             if not isinstance(raw, Mapping):
                 raise ConfigError(f"{where}.{name}: expected a table")
             kwargs[name] = _build(kind, raw, f"{where}.{name}")
