@@ -30,12 +30,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.lake_bench import trace_request
 from emberlake.broker import EmbeddedBroker
 from emberlake.local import LocalSystem, free_port
+from emberlake.sendlog import SendLog, SentBatch
 from emberlake.settings import KafkaSettings, LakeSettings, Settings, to_env
 
 UID = "soak.uid"
@@ -43,33 +43,6 @@ BATCH = 50
 
 
 # -- soak -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Sent:
-    uids: list[str]
-    started: float
-    ended: float = 0.0
-    acked: bool = False
-
-
-@dataclass
-class SendLog:
-    requests: list[Sent] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def uids(self, acked: bool | None = None) -> set[str]:
-        with self.lock:
-            return {u for r in self.requests if acked is None or r.acked == acked for u in r.uids}
-
-    def in_flight_at(self, moments: list[float]) -> set[str]:
-        with self.lock:
-            return {
-                u
-                for r in self.requests
-                if any(r.started <= m <= (r.ended or float("inf")) for m in moments)
-                for u in r.uids
-            }
 
 
 def _sender(endpoint: str, run: str, rate: float, stop: threading.Event, log: SendLog) -> None:
@@ -101,9 +74,8 @@ def _sender(endpoint: str, run: str, rate: float, stop: threading.Event, log: Se
             uids.append(uid)
         spans = memory.get_finished_spans()
         memory.clear()
-        sent = Sent(uids, time.monotonic())
-        with log.lock:
-            log.requests.append(sent)
+        sent = SentBatch(uids, time.monotonic())
+        log.add(sent)
         sent.acked = exporter.export(spans) == SpanExportResult.SUCCESS
         sent.ended = time.monotonic()
         next_at += interval
@@ -170,7 +142,7 @@ def soak(seconds: float, kill_every: float, rate: float, workdir: Path) -> None:
                 pass
         stop.set()
         sender.join(timeout=120)
-        acked = log.uids(acked=True)
+        acked = log.acked()
         deadline = time.monotonic() + 180
         counts = _lake_counts(system.data_dir)
         while not acked <= set(counts) and time.monotonic() < deadline:
@@ -179,7 +151,7 @@ def soak(seconds: float, kill_every: float, rate: float, workdir: Path) -> None:
     finally:
         stop.set()
         system.stop()
-    sent = log.uids()
+    sent = log.sent()
     ambiguous = log.in_flight_at(receiver_deaths)
     lost = acked - set(counts)
     duplicated = {u for u, c in counts.items() if c > 1}

@@ -17,11 +17,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from emberlake.broker import wait_for_port
+from emberlake.sendlog import SendLog, SentBatch
 from emberlake.settings import Settings, to_env
 
 UID = "test.uid"
@@ -128,51 +128,6 @@ class Component:
 
 
 # -- sending with acknowledgements ---------------------------------------------------------
-
-
-@dataclass
-class SentBatch:
-    """One export request: its uids, when it was in flight, and whether it was acknowledged."""
-
-    uids: list[str]
-    started: float
-    ended: float = 0.0
-    acked: bool = False
-
-
-@dataclass
-class SendLog:
-    """Everything a sender sent."""
-
-    batches: list[SentBatch] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, batch: SentBatch) -> None:
-        with self.lock:
-            self.batches.append(batch)
-
-    def sent(self) -> set[str]:
-        with self.lock:
-            return {u for b in self.batches for u in b.uids}
-
-    def acked(self) -> set[str]:
-        with self.lock:
-            return {u for b in self.batches if b.acked for u in b.uids}
-
-    def acked_count(self) -> int:
-        with self.lock:
-            return sum(len(b.uids) for b in self.batches if b.acked)
-
-    def in_flight_at(self, moments: Iterable[float]) -> set[str]:
-        """Uids of requests that were in flight at any of the given moments (monotonic)."""
-        points = list(moments)
-        with self.lock:
-            return {
-                u
-                for b in self.batches
-                if any(b.started <= m <= (b.ended or float("inf")) for m in points)
-                for u in b.uids
-            }
 
 
 class AckedSpanSender:
