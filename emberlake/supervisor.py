@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -80,8 +80,7 @@ class Supervisor:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(to_env(self.settings))
-        env["EMBERLAKE_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap_servers
+        env.update(to_env(self._live_settings()))
         env["EMBERLAKE_DATA_DIR"] = str(self.settings.data_path)
         return env
 
@@ -108,16 +107,14 @@ class Supervisor:
         self.broker.start()
         from ingest.kafka import ensure_emberlake_topics
 
-        ensure_emberlake_topics(self.settings.replace(kafka=self._kafka_settings()))
+        ensure_emberlake_topics(self._live_settings())
         for component in self.components():
             self.running[component.name] = self._spawn(component)
 
-    def _kafka_settings(self):  # type: ignore[no-untyped-def]
-        import dataclasses
-
-        return dataclasses.replace(
-            self.settings.kafka, bootstrap_servers=self.broker.bootstrap_servers
-        )
+    def _live_settings(self) -> Settings:
+        """The settings, pointed at the broker actually running (embedded ones get a port)."""
+        kafka = replace(self.settings.kafka, bootstrap_servers=self.broker.bootstrap_servers)
+        return self.settings.replace(kafka=kafka)
 
     def watch(self) -> None:
         """Restart components that die, with backoff, until asked to stop."""
