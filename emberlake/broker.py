@@ -179,4 +179,3 @@ def broker_for(settings: Settings) -> Broker:
     if settings.embedded_broker:
         return EmbeddedBroker(settings.kafka.embedded_port, settings.data_path / "logs/broker.log")
     return ExternalBroker(settings.kafka.bootstrap_servers)
-

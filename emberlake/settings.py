@@ -82,6 +82,10 @@ class LakeSettings:
     batch_max_rows: int = 100_000
     batch_max_seconds: float = 2.0
     writer_group: str = "emberlake-writer"
+    #: Request ids remembered per partition to recognise a request a client sent again (see
+    #: lake.dedupe). A writer taking over a partition re-reads this many records before its
+    #: checkpoint, only to remember them, so a restart does not forget what came just before.
+    dedupe_records: int = 20_000
     #: Snapshots newer than this are never expired. Commit cost grows with the snapshots a
     #: table keeps (hundreds of ms at 500), and at one commit per batch interval a long window
     #: keeps many; queries read the current snapshot and re-plan when a file vanished.

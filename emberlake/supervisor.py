@@ -195,7 +195,7 @@ def _print_banner(settings: Settings, sup: Supervisor) -> None:
                 + (" (embedded, memory-backed)" if settings.embedded_broker else ""),
                 f"  OTLP/gRPC  {r.host}:{r.grpc_port}",
                 f"  OTLP/HTTP  http://{r.host}:{r.http_port}",
-                f"  SQL        http://{q.host}:{q.port}/v1/query   (emberlake query \"SELECT 1\")",
+                f'  SQL        http://{q.host}:{q.port}/v1/query   (emberlake query "SELECT 1")',
                 f"  components {', '.join(sup.running)}  (logs in {sup.logs})",
                 "Send data with `emberlake demo`; Ctrl-C stops everything.",
             ]

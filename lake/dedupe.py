@@ -7,10 +7,11 @@ receiver stamps every record with ``emberlake-request-id``, a digest of tenant, 
 partition, and the copy at the higher offset is the duplicate.
 
 The decision depends only on the log: a record is a duplicate iff an equal id sits at a lower
-offset of its partition among the records this writer has read. Reading a partition again after
-a rewind gives the same answers, so a duplicate is dropped in every attempt or in none. The
-memory is bounded per partition; a writer that restarts between the two copies, past a
-checkpoint above the first, no longer knows the first, and stores the second.
+offset of its partition, at most ``remembered`` records before it. Reading a partition again
+after a rewind gives the same answers, so a duplicate is dropped in every attempt or in none. A
+writer that takes over a partition (a restart, a rebalance) first re-reads the ``remembered``
+records below its checkpoint through :meth:`RecentRequests.remember`, so it decides as a writer
+that never stopped would.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from emberlake.settings import LakeSettings
 from ingest.topics import HEADER_REQUEST_ID
 from lake.batch import Record
 from lake.offsets import TopicPartition
 
 #: Request ids remembered per partition: minutes of traffic even at high rates.
-REMEMBERED = 100_000
+REMEMBERED = LakeSettings.dedupe_records
 
 
 class RecentRequests:
@@ -36,6 +38,16 @@ class RecentRequests:
 
     def duplicate(self, record: Record) -> bool:
         """True if the record repeats a request read at a lower offset of its partition."""
+        if self._repeats(record):
+            self.dropped += 1
+            return True
+        return False
+
+    def remember(self, record: Record) -> None:
+        """Note a record from below the checkpoint (already stored, or dropped as a repeat)."""
+        self._repeats(record)
+
+    def _repeats(self, record: Record) -> bool:
         request = record.header(HEADER_REQUEST_ID)
         if not request:
             return False
@@ -47,7 +59,6 @@ class RecentRequests:
                 seen.popitem(last=False)
             return False
         if first < record.offset:
-            self.dropped += 1
             return True
         if record.offset < first:  # read again from further back (a rewind): the earlier wins
             seen[request] = record.offset

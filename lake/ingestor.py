@@ -4,6 +4,8 @@
 
 1. On partition assignment, each partition resumes at its writer checkpoint (or the beginning)
    and the tables' stored offsets for it are forgotten, to be read afresh when first needed.
+   The records just below the checkpoint are read again first, only to remember their request
+   ids (see :mod:`lake.dedupe`).
 2. Records are routed and flattened into a :class:`~lake.batch.Batch`, skipping what their
    table already holds (see :mod:`lake.offsets`).
 3. When the batch is full (``batch_max_rows``) or old (``batch_max_seconds``), it goes to the
@@ -138,6 +140,14 @@ def _start(checkpoint: int | None) -> int:
     return OFFSET_BEGINNING if checkpoint is None else checkpoint
 
 
+def _lookback(checkpoint: int | None, records: int) -> int:
+    """Where to start reading a newly assigned partition: ``records`` before its checkpoint
+    (before the log's start, the consumer begins at the earliest record it holds)."""
+    if checkpoint is None:
+        return OFFSET_BEGINNING
+    return max(0, checkpoint - records)
+
+
 class LakeIngestor:
     """Consumes the signal topics into the lake until told to stop.
 
@@ -170,7 +180,9 @@ class LakeIngestor:
         self.floors: dict[tuple[TableRef, TopicPartition], int | None] = {}
         self.assigned: set[TopicPartition] = set()
         #: Requests a client sent again after the receiver died unacknowledged: read, not stored.
-        self.recent = RecentRequests()
+        self.recent = RecentRequests(settings.lake.dedupe_records)
+        #: Partition -> its checkpoint when assigned: records below it are only remembered.
+        self.remembering: dict[TopicPartition, int] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lake-commit") if pipeline else None
         self._inflight: Future[dict[TopicPartition, int]] | None = None
         #: Batches dropped in a row, and until when to pause reading after the last one.
@@ -205,7 +217,11 @@ class LakeIngestor:
         self._forget(partitions)
         self.assigned.update(partitions)
         log.info("assigned %s from checkpoints %s", partitions, checkpoints)
-        return {tp: _start(checkpoints[tp]) for tp in partitions}
+        lookback = self.settings.lake.dedupe_records
+        for tp in partitions:
+            if checkpoints[tp]:
+                self.remembering[tp] = cast(int, checkpoints[tp])
+        return {tp: _lookback(checkpoints[tp], lookback) for tp in partitions}
 
     def _check_cluster(self) -> None:
         """Stop if the broker is no longer the cluster this writer started on.
@@ -249,6 +265,8 @@ class LakeIngestor:
         self.floors = {k: v for k, v in self.floors.items() if k[1] not in gone}
         self.committer.forget(gone)
         self.recent.forget(gone)
+        for tp in gone:
+            self.remembering.pop(tp, None)
 
     def _floor(self, ref: TableRef, tp: TopicPartition) -> int | None:
         key = (ref, tp)
@@ -281,7 +299,9 @@ class LakeIngestor:
         polled = time.perf_counter()
         try:
             for record in records:
-                if self.recent.duplicate(record):
+                if record.offset < self.remembering.get(record.tp, -1):
+                    self.recent.remember(record)  # below the checkpoint: stored already
+                elif self.recent.duplicate(record):
                     # Consumed all the same: the checkpoint may pass it.
                     self.batch.ends[record.tp] = record.offset + 1
                 else:

@@ -19,7 +19,14 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from emberlake.settings import Settings
 from ingest.kafka import KafkaSink
-from ingest.topics import HEADER_RECEIVED_US, HEADER_SIGNAL, HEADER_TENANT, Topics, record_key
+from ingest.topics import (
+    HEADER_RECEIVED_US,
+    HEADER_REQUEST_ID,
+    HEADER_SIGNAL,
+    HEADER_TENANT,
+    Topics,
+    record_key,
+)
 
 T0_NS = 1_795_000_000_000_000_000  # 2026-11-18T...
 
@@ -104,12 +111,15 @@ def produce(
     signal: str,
     items: Iterable[tuple[str, str, bytes]],
     sink: KafkaSink | None = None,
+    request_ids: Sequence[str] | None = None,
 ) -> list[tuple[int, int]]:
-    """Produce (tenant, service, value) records with the receiver's key and headers; returns
-    (partition, offset) of each once the broker acknowledged it."""
+    """Produce (tenant, service, value) records with the receiver's key and headers (and the
+    given request ids); returns (partition, offset) of each once the broker acknowledged it."""
     own = sink is None
     sink = sink or KafkaSink(settings)
     topic = Topics(settings.kafka.topic_prefix).signal(signal)  # type: ignore[arg-type]
+    items = list(items)
+    ids: Sequence[str | None] = request_ids or [None] * len(items)
     futures = [
         sink.send(
             topic,
@@ -119,9 +129,10 @@ def produce(
                 (HEADER_TENANT, tenant.encode()),
                 (HEADER_SIGNAL, signal.encode()),
                 (HEADER_RECEIVED_US, str(time.time_ns() // 1000).encode()),
+                *([(HEADER_REQUEST_ID, request.encode())] if request else []),
             ],
         )
-        for tenant, service, value in items
+        for (tenant, service, value), request in zip(items, ids, strict=True)
     ]
     sink.flush(30)
     results = [f.result(timeout=30) for f in concurrent.futures.as_completed(futures)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from emberlake.errors import CommitConflict
@@ -80,6 +82,33 @@ def test_restart_resumes_without_duplicates(settings: Settings, pipeline: bool) 
     with running_ingestor(settings, pipeline):
         counts = wait_for_seqs(settings, "acme.spans", set(range(200)))
     assert set(counts.values()) == {1}
+
+
+@pytest.mark.parametrize("lookback", [20_000, 0], ids=["remembered", "forgotten"])
+def test_a_request_resent_after_a_writer_restart_is_stored_once(
+    settings: Settings, lookback: int
+) -> None:
+    """The first copy is committed and checkpointed before the writer stops; the copy a client
+    sent again arrives after. The restarted writer re-reads the records below its checkpoint to
+    remember their request ids (with no lookback, it cannot know, and stores the copy)."""
+    settings = settings.replace(lake=dataclasses.replace(settings.lake, dedupe_records=lookback))
+    ensure_emberlake_topics(settings)
+    batches = seq_batches(0, 100, 10)
+    requests = [("acme", "a", spans_request("a", s).SerializeToString()) for s in batches]
+    ids = [f"request-{i}" for i in range(len(requests))]
+    produce(settings, "spans", requests[:5], request_ids=ids[:5])
+    with running_ingestor(settings):
+        wait_for_seqs(settings, "acme.spans", set(range(50)))
+    # Request 3 again (the receiver died before acknowledging it), then the rest.
+    produce(settings, "spans", [requests[3], *requests[5:]], request_ids=[ids[3], *ids[5:]])
+    with running_ingestor(settings) as ingestor:
+        counts = wait_for_seqs(settings, "acme.spans", set(range(100)))
+        dropped = ingestor.recent.dropped
+    resent = set(batches[3])
+    if lookback:
+        assert set(counts.values()) == {1} and dropped == 1
+    else:
+        assert {s for s, n in counts.items() if n == 2} == resent and dropped == 0
 
 
 def test_bad_record_goes_to_dead_letters_and_neighbours_land(settings: Settings) -> None:
