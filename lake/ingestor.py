@@ -442,11 +442,14 @@ def build_ingestor(
     writer = IcebergWriter(commit_catalog, SnapshotExpiry.from_settings(settings))
     committer = BatchCommitter(writer, CheckpointStore(commit_catalog, cluster), hooks)
     catalog = open_catalog(settings)
+    checkpoints = CheckpointStore(catalog, cluster)
+    if removed := checkpoints.forget_other_clusters():
+        log.info("removed %d checkpoints of earlier broker clusters", removed)
     return LakeIngestor(
         settings,
         KafkaSource(settings),
         committer,
-        CheckpointStore(catalog, cluster),
+        checkpoints,
         TableOffsets(catalog, cluster),
         pipeline=pipeline,
     )

@@ -77,6 +77,20 @@ class CheckpointStore:
             for topic, part in partitions
         }
 
+    def forget_other_clusters(self) -> int:
+        """Remove the checkpoints recorded against other cluster ids; returns how many.
+
+        A broker restarted empty (the embedded one) gets a new id, and the old checkpoints
+        never apply again. Removing one is safe even if it were still in use: a writer without
+        a checkpoint reads from the beginning and skips what the tables already hold.
+        """
+        properties = self.catalog.load_namespace_properties(SYSTEM_NAMESPACE)
+        own = f"{CHECKPOINT_PREFIX}{self.cluster_id}."
+        stale = [k for k in properties if k.startswith(CHECKPOINT_PREFIX) and not k.startswith(own)]
+        if stale:
+            self.catalog.update_namespace_properties(SYSTEM_NAMESPACE, removals=set(stale))
+        return len(stale)
+
     def save(self, positions: Mapping[TopicPartition, int]) -> None:
         """Record that every record below each position is in its table."""
         if not positions:
