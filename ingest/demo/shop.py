@@ -1,45 +1,28 @@
-"""``emberlake demo``: a small shop's telemetry, sent through the real OpenTelemetry SDK.
+"""The demo's shop: four services and the requests that flow through them.
 
-Four services (frontend -> checkout -> inventory and payments) each get their own tracer, logger
-and meter providers with OTLP/gRPC exporters, as four separate processes would. Requests cross
-services through W3C trace-context headers, payments declines some cards (the exception is
-recorded on the span and logged), logs carry the trace and span ids of the work they describe,
-and every server records a request counter, a duration histogram and, in inventory, a stock
-gauge. Span times follow a simulated clock so traces look like real latencies without waiting.
+Frontend -> checkout -> inventory and payments. Requests cross services through W3C
+trace-context headers, payments declines some cards (the exception is recorded on the span and
+logged), logs carry the trace and span ids of the work they describe, and every server records a
+request counter, a duration histogram and, in inventory, a stock gauge. Span times follow a
+simulated clock so traces look like real latencies without waiting. While ``incident`` is set the
+payment provider times out for most charges.
 """
 
 from __future__ import annotations
 
 import random
 import time
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
-from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
-    LogRecordExporter,
-    LogRecordExportResult,
-)
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from emberlake.errors import ReceiverUnavailable
+from ingest.demo.telemetry import DemoReport, ServiceTelemetry
 
 #: service -> version
 SERVICES = {"frontend": "2.3.1", "checkout": "1.8.0", "payments": "3.0.2", "inventory": "1.2.5"}
@@ -61,147 +44,6 @@ class UpstreamError(Exception):
     """A service this one called answered with an error."""
 
 
-class _CountingSpanExporter(SpanExporter):
-    """Counts what the receiver acknowledged, so the demo can say what arrived."""
-
-    def __init__(self, inner: SpanExporter, report: DemoReport):
-        self.inner = inner
-        self.report = report
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        result = self.inner.export(spans)
-        if result == SpanExportResult.SUCCESS:
-            self.report.spans_acked += len(spans)
-        else:
-            self.report.spans_failed += len(spans)
-        return result
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-
-class _CountingLogExporter(LogRecordExporter):
-    def __init__(self, inner: LogRecordExporter, report: DemoReport):
-        self.inner = inner
-        self.report = report
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        result = self.inner.export(batch)
-        if result == LogRecordExportResult.SUCCESS:
-            self.report.logs_acked += len(batch)
-        else:
-            self.report.logs_failed += len(batch)
-        return result
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-
-@dataclass
-class DemoReport:
-    """What the demo sent and what the receiver acknowledged."""
-
-    traces: int = 0
-    failed_payments: int = 0
-    spans_acked: int = 0
-    spans_failed: int = 0
-    logs_acked: int = 0
-    logs_failed: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not (self.spans_failed or self.logs_failed)
-
-
-@dataclass
-class ServiceTelemetry:
-    """One service's providers and instruments, as its own process would hold them."""
-
-    name: str
-    endpoint: str
-    headers: dict[str, str]
-    report: DemoReport
-    providers: list[Any] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        resource = Resource.create(
-            {
-                "service.name": self.name,
-                "service.version": SERVICES[self.name],
-                "service.namespace": "shop",
-                "deployment.environment.name": "demo",
-                "host.name": f"{self.name}-{zlib.crc32(self.name.encode()) % 0xFFFF:04x}",
-            }
-        )
-        grpc: dict[str, Any] = {
-            "endpoint": self.endpoint,
-            "insecure": True,
-            "headers": self.headers,
-        }
-        tracing = TracerProvider(resource=resource)
-        tracing.add_span_processor(
-            BatchSpanProcessor(
-                _CountingSpanExporter(OTLPSpanExporter(**grpc), self.report),
-                schedule_delay_millis=500,
-            )
-        )
-        logging = LoggerProvider(resource=resource)
-        logging.add_log_record_processor(
-            BatchLogRecordProcessor(
-                _CountingLogExporter(OTLPLogExporter(**grpc), self.report),
-                schedule_delay_millis=500,
-            )
-        )
-        reader = PeriodicExportingMetricReader(
-            OTLPMetricExporter(**grpc), export_interval_millis=1000
-        )
-        metering = MeterProvider(resource=resource, metric_readers=[reader])
-        self.providers = [tracing, logging, metering]
-        scope = f"shop.{self.name}"
-        self.tracer = tracing.get_tracer(scope, SERVICES[self.name])
-        self.logger = logging.get_logger(scope, SERVICES[self.name])
-        meter = metering.get_meter(scope, SERVICES[self.name])
-        self.requests = meter.create_counter(
-            "http.server.request.count", unit="{request}", description="Requests served"
-        )
-        self.duration = meter.create_histogram(
-            "http.server.request.duration", unit="s", description="Time to serve a request"
-        )
-        self.stock = meter.create_gauge(
-            "inventory.stock.level", unit="{item}", description="Items in stock per SKU"
-        )
-
-    def log(
-        self,
-        when_ns: int,
-        context: Context,
-        severity: SeverityNumber,
-        body: str,
-        exception: BaseException | None = None,
-        **attrs: Any,
-    ) -> None:
-        self.logger.emit(
-            timestamp=when_ns,
-            context=context,
-            severity_number=severity,
-            severity_text=severity.name.rstrip("0123456789"),
-            body=body,
-            attributes=attrs or None,
-            exception=exception,
-        )
-
-    def shutdown(self) -> None:
-        for provider in self.providers:
-            provider.shutdown()
-
-
 class Shop:
     """Simulates requests through the four services; each request is one trace."""
 
@@ -209,7 +51,8 @@ class Shop:
         self.report = DemoReport()
         self.rng = random.Random(seed)
         self.services = {
-            name: ServiceTelemetry(name, endpoint, headers, self.report) for name in SERVICES
+            name: ServiceTelemetry(name, version, endpoint, headers, self.report)
+            for name, version in SERVICES.items()
         }
         self._now = 0
         self._stock = dict.fromkeys(SKUS, 500)
@@ -377,54 +220,3 @@ class Shop:
         for telemetry in self.services.values():
             telemetry.shutdown()
         return self.report
-
-
-def wait_for_receiver(endpoint: str, timeout: float = 5.0) -> None:
-    """Fail fast, with a useful message, when nothing answers OTLP/gRPC at ``endpoint``."""
-    target = endpoint.split("://", 1)[-1]
-    with grpc.insecure_channel(target) as channel:
-        try:
-            grpc.channel_ready_future(channel).result(timeout=timeout)
-        except grpc.FutureTimeoutError:
-            raise ReceiverUnavailable(
-                f"no OTLP/gRPC receiver answers at {target} after {timeout:.0f}s: start one with"
-                " `emberlake up` (or `emberlake receiver`), or pass --endpoint"
-            ) from None
-
-
-def run_demo(
-    endpoint: str,
-    *,
-    tenant: str | None = None,
-    token: str | None = None,
-    traces: int | None = None,
-    seconds: float = 10.0,
-    rate: float = 20.0,
-    seed: int | None = None,
-    incident_after: float | None = None,
-) -> DemoReport:
-    """Send shop telemetry to an OTLP/gRPC endpoint for ``seconds`` or until ``traces`` sent.
-
-    With ``incident_after``, the payment provider starts timing out that many seconds in, so
-    payments fails slowly and checkout and frontend fail with it: what the detectors and the
-    investigator agents are for."""
-    wait_for_receiver(endpoint)
-    headers: dict[str, str] = {}
-    if tenant:
-        headers["x-emberlake-tenant"] = tenant
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    shop = Shop(endpoint, headers, seed)
-    started = time.monotonic()
-    interval = 1.0 / rate if rate > 0 else 0.0
-    sent = 0
-    while (traces is None or sent < traces) and time.monotonic() - started < seconds:
-        shop.incident = incident_after is not None and time.monotonic() - started >= incident_after
-        shop.request()
-        sent += 1
-        pause = started + sent * interval - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-    report = shop.shutdown()
-    report.seconds = time.monotonic() - started
-    return report
