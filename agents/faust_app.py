@@ -25,11 +25,12 @@ from typing import Any
 import faust
 from google.protobuf.message import DecodeError
 
+from agents.broker_credentials import broker_credentials
 from agents.detection import DetectionEngine, DetectorConfig, decode_logs, decode_spans
 from agents.detector_state import SQLiteDetectorState, TopicPartition
 from agents.investigator_intake import InvestigationIntake
 from agents.resources.store import open_store
-from emberlake.settings import Settings
+from emberlake.settings import Settings, parse_pairs
 from ingest.topics import HEADER_TENANT, Signal, Topics, record_key
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ def build_app(settings: Settings, runtime: DetectorRuntime, intake: bool = True)
     app = faust.App(
         f"{settings.kafka.topic_prefix}-detectors",
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
+        broker_credentials=broker_credentials(parse_pairs(settings.kafka.extra)),
         processing_guarantee="at_least_once",
         broker_session_timeout=settings.kafka.session_timeout_ms / 1000,
         broker_heartbeat_interval=max(0.5, settings.kafka.session_timeout_ms / 6000),
