@@ -81,12 +81,12 @@ class AnthropicModel:
             else:
                 message = self.client.messages.create(**params)
         except anthropic.APIStatusError as exc:
-            message = f"the model API answered {exc.status_code}: {exc.message}"
+            reason = f"the model API answered {exc.status_code}: {exc.message}"
             # Bad or oversized requests fail the same way every time; auth, rate limits and
             # server errors may pass later.
             if exc.status_code in (400, 404, 413, 422):
-                raise ModelRejected(message) from None
-            raise ModelError(message) from None
+                raise ModelRejected(reason) from None
+            raise ModelError(reason) from None
         except anthropic.APIError as exc:
             raise ModelError(f"the model API failed: {exc}") from None
         return _turn(message)

@@ -166,21 +166,21 @@ class Shop:
         if self.incident and self.rng.random() < INCIDENT_FAILURE_RATE:
             self._advance(600.0, 1200.0)
             self.report.failed_payments += 1
-            exc = ProviderTimeout("payment provider did not answer within 800 ms")
-            self._log("payments", span, SeverityNumber.ERROR, "charge failed", exception=exc)
-            raise exc
+            timeout = ProviderTimeout("payment provider did not answer within 800 ms")
+            self._log("payments", span, SeverityNumber.ERROR, "charge failed", exception=timeout)
+            raise timeout
         if self.rng.random() < PAYMENT_FAILURE_RATE:
             self.report.failed_payments += 1
-            exc = PaymentDeclined(f"card declined by issuer (amount {amount:.2f} EUR)")
+            declined = PaymentDeclined(f"card declined by issuer (amount {amount:.2f} EUR)")
             self._log(
                 "payments",
                 span,
                 SeverityNumber.ERROR,
                 "payment failed",
-                exception=exc,
+                exception=declined,
                 amount=amount,
             )
-            raise exc
+            raise declined
         self._log("payments", span, SeverityNumber.INFO, "payment captured", amount=amount)
 
     def _serve_checkout(self, span: trace.Span) -> None:
