@@ -5,6 +5,8 @@ DuckDB's serialized syntax tree (see :mod:`queryd.guard`). Map lookups are recor
 key, ``attributes['http.route']``, because those are the candidates for promoted columns.
 
 Layout: ``<data>/querylog/<tenant>/<YYYY-MM-DD>.jsonl`` (UTC days), one JSON object a line.
+The log is bounded by age: whole day files that end before the look-back of their only reader,
+the layout policy (``settings.lake.layout_querylog_seconds``), are deleted as the log is written.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from emberlake.settings import Settings
+
 _MAP_LOOKUPS = {"ARRAY_EXTRACT", "map_extract", "element_at", "map_extract_value"}
+_DAY = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -62,11 +67,25 @@ class QueryLog(Protocol):
 
 
 class JsonLinesQueryLog:
-    """Appends records to one JSON-lines file per tenant and UTC day."""
+    """Appends records to one JSON-lines file per tenant and UTC day.
 
-    def __init__(self, root: Path) -> None:
+    With ``keep_seconds``, the first record logged on each UTC day (per process) deletes every
+    tenant's day files whose records are all older than ``keep_seconds`` before now; readers
+    looking back at most that far see everything they would have seen without pruning. Tenants
+    that stopped querying are pruned too, so the whole log stays bounded.
+    """
+
+    def __init__(self, root: Path, keep_seconds: float | None = None) -> None:
         self.root = root
+        self.keep_seconds = keep_seconds
         self._lock = threading.Lock()
+        #: The UTC day old files were last pruned on.
+        self._pruned_on: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JsonLinesQueryLog:
+        """The daemon's log, kept as long as the layout policy looks back."""
+        return cls(settings.data_path / "querylog", settings.lake.layout_querylog_seconds)
 
     def record(self, entry: QueryRecord) -> None:
         day = entry.timestamp[:10]
@@ -76,6 +95,26 @@ class JsonLinesQueryLog:
             folder.mkdir(parents=True, exist_ok=True)
             with (folder / f"{day}.jsonl").open("a", encoding="utf-8") as out:
                 out.write(line)
+            if self.keep_seconds is not None:
+                today = dt.datetime.now(dt.UTC).date().isoformat()
+                if self._pruned_on != today:
+                    self._pruned_on = today
+                    self.prune()
+
+    def prune(self, now: float | None = None) -> list[Path]:
+        """Delete day files (of every tenant) that end before ``now - keep_seconds``; return
+        them. Files not named after a day are left alone."""
+        if self.keep_seconds is None:
+            return []
+        cutoff = (now if now is not None else time.time()) - self.keep_seconds
+        removed = []
+        for path in sorted(self.root.glob("*/*.jsonl")):
+            ends = _day_end(path.stem)
+            if ends is not None and ends <= cutoff:
+                # Another daemon sharing the data directory may have removed it first.
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
     def entries(self, tenant: str) -> Iterator[QueryRecord]:
         """Every record kept for the tenant, oldest day first."""
@@ -84,6 +123,15 @@ class JsonLinesQueryLog:
                 for line in lines:
                     if line.strip():
                         yield QueryRecord.from_json(line)
+
+
+def _day_end(name: str) -> float | None:
+    """End of the UTC day a file is named after (epoch seconds), None for other names."""
+    try:
+        day = dt.datetime.strptime(name, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    return (day + _DAY).timestamp()
 
 
 def query_columns(tree: Mapping[str, Any]) -> tuple[list[str], list[str]]:

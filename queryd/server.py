@@ -133,7 +133,7 @@ class QuerydApp:
     ) -> None:
         self.settings = settings
         self.engine = engine or DuckDBEngine(settings)
-        self.querylog = querylog or JsonLinesQueryLog(settings.data_path / "querylog")
+        self.querylog = querylog or JsonLinesQueryLog.from_settings(settings)
         self.auth = Authenticator.from_settings(settings)
         self.resources = open_resource_store(settings)
         self.pool = ThreadPoolExecutor(

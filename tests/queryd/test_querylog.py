@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+from emberlake.settings import LakeSettings, Settings
+from lake.layout import read_query_log
 from queryd.guard import check_query
 from queryd.querylog import JsonLinesQueryLog, QueryRecord, query_columns
 
@@ -70,3 +73,55 @@ def test_records_append_per_tenant_and_day_and_read_back(tmp_path: Path) -> None
     assert entries[0] == first
     assert [e.error for e in entries] == [None, "invalid_sql"]
     assert [e.sql for e in log.entries("other")] == ["SELECT 2"]
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jsonl"))
+
+
+def test_prune_deletes_day_files_that_ended_before_the_look_back(tmp_path: Path) -> None:
+    now = 1_795_000_000.0  # 2026-11-18T11:06:40Z
+    unbounded = JsonLinesQueryLog(tmp_path)
+    for tenant, days_ago in [("acme", 3), ("acme", 2), ("acme", 1), ("acme", 0), ("idle", 2)]:
+        unbounded.record(QueryRecord(tenant, "SELECT 1", True, 1.0, at=now - days_ago * 86400))
+    (tmp_path / "acme" / "notes.jsonl").write_text("kept\n")
+    log = JsonLinesQueryLog(tmp_path, keep_seconds=86400)
+    removed = log.prune(now=now)
+    # The cut-off is 2026-11-17T11:06:40: the 17th still holds records after it, the 16th ended.
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in removed) == [
+        "acme/2026-11-15.jsonl",
+        "acme/2026-11-16.jsonl",
+        "idle/2026-11-16.jsonl",
+    ]
+    assert _files(tmp_path) == [
+        "acme/2026-11-17.jsonl",
+        "acme/2026-11-18.jsonl",
+        "acme/notes.jsonl",
+    ]
+    assert JsonLinesQueryLog(tmp_path).prune(now=now) == [], "unbounded logs are never pruned"
+
+
+def test_writing_prunes_once_a_day_and_the_layout_reader_sees_recent_queries(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(data_dir=str(tmp_path), lake=LakeSettings(layout_querylog_seconds=86400))
+    root = settings.data_path / "querylog"
+    now = time.time()
+    unbounded = JsonLinesQueryLog(root)
+    for tenant in ("acme", "idle"):
+        unbounded.record(QueryRecord(tenant, "SELECT old", True, 1.0, at=now - 4 * 86400))
+    log = JsonLinesQueryLog.from_settings(settings)
+    log.record(QueryRecord("acme", "SELECT recent", True, 1.0, at=now - 3600))
+    log.record(QueryRecord("acme", "SELECT now", True, 1.0, at=now))
+    assert not any(f.startswith("idle/") for f in _files(root))
+    assert [r.sql for r in log.entries("acme")] == ["SELECT recent", "SELECT now"]
+    since = now - settings.lake.layout_querylog_seconds
+    assert [r.sql for r in read_query_log(settings, "acme", since)] == [
+        "SELECT recent",
+        "SELECT now",
+    ]
+    # Later the same day, writing does not scan the folder again.
+    unbounded.record(QueryRecord("idle", "SELECT old", True, 1.0, at=now - 4 * 86400))
+    log.record(QueryRecord("acme", "SELECT again", True, 1.0, at=now))
+    assert any(f.startswith("idle/") for f in _files(root))
+    assert len(log.prune()) == 1
