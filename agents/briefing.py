@@ -28,9 +28,14 @@ Method: compare the affected service's error rate and latency in the incident wi
 baseline before it. Follow failing traces: join spans on trace_id and parent_span_id to find
 failing child spans in other services, and keep going downstream while that explains the
 errors. Then record one finding (collection `findings`) naming the root-cause service, with the
-exact queries you ran and the numbers they returned as evidence. Finally propose resolving the
-investigation (update it with state RESOLVED and a resolution); a person must approve that. Be
-precise and brief; do not guess where a query can tell."""
+exact queries you ran and the numbers they returned as evidence, and set the investigation's
+root_cause. If the root cause is another service, list that service's OPEN or INVESTIGATING
+investigations; if one of them covers the same time, it is the same incident: update this
+investigation with caused_by = its name (update_mask ["caused_by"]), and update that one with
+related = {"<this investigation's name>": {"service": "<this service>", "relation": "symptom"}}
+and update_mask ["related.<this investigation's name>"], which adds only this entry. Finally
+propose resolving the investigation (update it with state RESOLVED and a resolution); a person
+must approve that. Be precise and brief; do not guess where a query can tell."""
 
 CONTEXT_RE = re.compile(r"```json\n(?P<body>\{.*?\})\n```", re.DOTALL)
 

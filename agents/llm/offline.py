@@ -8,7 +8,9 @@ after a crash reads exactly like one that never stopped.
 What it does (see :mod:`agents.llm.playbook`): health of the affected service against its
 baseline, failing downstream services under its failing spans, one more hop downstream if that
 explains the failures, then a finding naming the root-cause service with every query and the
-numbers it returned, then a proposal to resolve the investigation, which waits for approval.
+numbers it returned; when the root cause is another service, it looks for that service's active
+investigation of the same time and links the two (``caused_by`` here, ``related`` there); then a
+proposal to resolve the investigation, which waits for approval.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from .playbook import (
     Downstream,
     Health,
     Window,
+    cause_investigation,
     downstream_sql,
     health_sql,
+    link_calls,
     next_hop,
+    peers_filter,
     read_downstream,
     read_health,
     share,
@@ -154,15 +159,38 @@ class OfflineInvestigator:
                 self._use(r, "finding", "resources", record),
                 self._use(r, "rootcause", "resources", mark),
             ]
-            return self._say(body["summary"], uses)
+            text = body["summary"]
+            if chain.root != chain.services[0]:
+                # Another service's failures: its own investigation may be the same incident.
+                peers = {
+                    "method": "list",
+                    "collection": "investigations",
+                    "filter": peers_filter(chain.root),
+                    "page_size": 50,
+                }
+                uses.append(self._use(r, "peers", "resources", peers))
+                text += f" Looking for an open investigation of {chain.root} to link to."
+            return self._say(text, uses)
+        cause = cause_of(inv, window, r)
+        if cause is not None and "caused_by" not in r.calls:
+            calls = link_calls(inv, chain.services[0], cause)
+            text = (
+                f"{cause} investigates {chain.root} over the same time: recording that {inv}"
+                " is caused by it, and listing this investigation there."
+            )
+            uses = [self._use(r, purpose, "resources", args) for purpose, args in calls.items()]
+            return self._say(text, uses)
         if "resolve" not in r.calls and not r.results.get("finding", ("", True))[1]:
+            resolution = f"Root cause: {chain.root}; see {inv}/findings/root-cause."
+            if linked(r):
+                resolution = (
+                    f"Root cause: {chain.root}, investigated in {cause};"
+                    f" see {inv}/findings/root-cause."
+                )
             args = {
                 "method": "update",
                 "name": inv,
-                "body": {
-                    "state": "RESOLVED",
-                    "resolution": f"Root cause: {chain.root}; see {inv}/findings/root-cause.",
-                },
+                "body": {"state": "RESOLVED", "resolution": resolution},
                 "update_mask": ["state", "resolution"],
                 "reason": f"the investigation found the root cause in {chain.root}",
             }
@@ -264,9 +292,32 @@ def finding(ctx: Mapping[str, Any], chain: Chain, r: Reading) -> dict[str, Any]:
     }
 
 
+def cause_of(own: str, window: Window, r: Reading) -> str | None:
+    """The investigation this one is caused by, from the list of the root cause's investigations."""
+    listed = r.json_result("peers").get("investigations")
+    if not isinstance(listed, list):
+        return None
+    cause = cause_investigation(own, window, [i for i in listed if isinstance(i, dict)])
+    return None if cause is None else str(cause["name"])
+
+
+def linked(r: Reading) -> bool:
+    """Whether both link updates were recorded."""
+    return all(p in r.results and not r.results[p][1] for p in ("caused_by", "related"))
+
+
 def closing(chain: Chain, r: Reading) -> str:
     """The last words of a session."""
     text = f"Done. Root cause: {chain.root} (path {' -> '.join(chain.services)})."
+    if "caused_by" in r.calls:
+        cause = str(r.calls["caused_by"].get("body", {}).get("caused_by", ""))
+        if linked(r):
+            text += f" Linked to {cause}, the investigation of {chain.root}."
+        else:
+            pair = ("caused_by", "related")
+            failed = [r.results.get(p, ("no result", True)) for p in pair]
+            why = next(out for out, is_error in failed if is_error)
+            text += f" Linking to {cause} failed: {why[:300]}"
     found_text, found_error = r.results.get("finding", ("", True))
     if found_error:
         return text + f" Recording the finding failed: {found_text[:500]}"

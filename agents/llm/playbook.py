@@ -9,6 +9,9 @@ The method is what an on-call engineer does with traces:
    how many there are. A service whose errors come from a dependency has failing children there.
 3. Follow the top downstream service while it explains a good share of the failing traces, at
    most :data:`MAX_HOPS` hops, then name the last service reached as the root cause.
+4. *Link*: when the root cause is another service and an active investigation of that service
+   covers the same time, the two are one incident: this investigation is ``caused_by`` that one,
+   and that one lists this one under ``related`` (see :func:`link_calls`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.briefing import iso, parse_time
+from agents.resources.schema import ACTIVE_INVESTIGATION_STATES
 
 #: How far downstream the investigator follows failures (A -> B -> C).
 MAX_HOPS = 2
+#: How another investigation names its relation to the one caused by it.
+SYMPTOM = "symptom"
 #: Share of a service's failing traces a downstream service must fail in to be followed.
 FOLLOW_SHARE = 0.3
 MIN_INCIDENT = dt.timedelta(seconds=60)
@@ -184,3 +190,89 @@ def pct(value: float) -> str:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+# Linking the investigations of one incident ----------------------------------------------------
+
+
+def filter_literal(text: str) -> str:
+    """A quoted string for a resource list filter."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def peers_filter(service: str) -> str:
+    """The filter for the active investigations of ``service``."""
+    states = " OR ".join(f"state = {filter_literal(s)}" for s in ACTIVE_INVESTIGATION_STATES)
+    return f"service = {filter_literal(service)} AND ({states})"
+
+
+def active_span(investigation: Mapping[str, Any]) -> tuple[dt.datetime, dt.datetime] | None:
+    """When an investigation's anomalies happened, or None if it does not say.
+
+    ``last_anomaly_time`` is the start of the last anomalous window, which itself lasted a while:
+    as for the incident window, a minute is the least an incident is taken to last.
+    """
+    first = investigation.get("first_anomaly_time")
+    if not first:
+        return None
+    try:
+        start = parse_time(first)
+        last = parse_time(investigation.get("last_anomaly_time") or first)
+    except (TypeError, ValueError):
+        return None
+    return start, max(last, start) + MIN_INCIDENT
+
+
+def overlap(w: Window, span: tuple[dt.datetime, dt.datetime]) -> dt.timedelta | None:
+    """How long ``span`` overlaps the incident window, or None if they do not meet."""
+    start, end = max(w.start, span[0]), min(w.end, span[1])
+    return end - start if start <= end else None
+
+
+def cause_investigation(
+    own: str, w: Window, candidates: Sequence[Mapping[str, Any]]
+) -> Mapping[str, Any] | None:
+    """Of the root-cause service's investigations, the one of this incident.
+
+    Active ones whose anomalies overlap the incident window qualify; the longest overlap wins,
+    then the name, so the choice is the same every time the same list is read.
+    """
+    best: tuple[dt.timedelta, str] | None = None
+    chosen: Mapping[str, Any] | None = None
+    for inv in candidates:
+        name = inv.get("name")
+        if not isinstance(name, str) or name == own:
+            continue
+        if inv.get("state") not in ACTIVE_INVESTIGATION_STATES:
+            continue
+        span = active_span(inv)
+        met = overlap(w, span) if span is not None else None
+        if met is None:
+            continue
+        # Longest overlap first; among equals the smallest name.
+        if best is None or met > best[0] or (met == best[0] and name < best[1]):
+            best, chosen = (met, name), inv
+    return chosen
+
+
+def link_calls(own: str, service: str, cause: str) -> dict[str, dict[str, Any]]:
+    """The resources tool calls that link investigation ``own`` (of ``service``) to ``cause``.
+
+    Both are field-mask updates that set one value: running them again changes nothing, and
+    ``related.<own>`` touches only this investigation's key, so links other investigations
+    record at the same time are kept.
+    """
+    return {
+        "caused_by": {
+            "method": "update",
+            "name": own,
+            "body": {"caused_by": cause},
+            "update_mask": ["caused_by"],
+        },
+        "related": {
+            "method": "update",
+            "name": cause,
+            "body": {"related": {own: {"service": service, "relation": SYMPTOM}}},
+            "update_mask": [f"related.{own}"],
+        },
+    }

@@ -64,6 +64,13 @@ COLLECTIONS: dict[str, Collection] = {
                 "severity": Field("string", ("low", "medium", "high", "critical")),
                 "summary": _STR,
                 "root_cause": _STR,
+                # The investigation of the root-cause service in the same incident, by name.
+                "caused_by": _STR,
+                # Investigations of the same incident, by name -> {"service", "relation"}. A map
+                # rather than a list: each writer sets its own key with update_mask
+                # ``related.<name>``, so concurrent links never overwrite each other and a
+                # repeated link changes nothing. Filter with ``related:"<name>"``.
+                "related": Field("object", default={}),
                 "anomalies": Field("list", default=[]),
                 "anomaly_count": Field("integer", default=0),
                 "fingerprints": Field("list", default=[]),
