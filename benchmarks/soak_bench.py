@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -34,53 +33,14 @@ from pathlib import Path
 
 from benchmarks.lake_bench import trace_request
 from emberlake.broker import EmbeddedBroker
+from emberlake.loadgen import UID_ATTRIBUTE, AckedSpanSender
 from emberlake.local import LocalSystem, free_port
-from emberlake.sendlog import SendLog, SentBatch
 from emberlake.settings import KafkaSettings, LakeSettings, Settings, to_env
 
-UID = "soak.uid"
 BATCH = 50
 
 
 # -- soak -----------------------------------------------------------------------------------
-
-
-def _sender(endpoint: str, run: str, rate: float, stop: threading.Event, log: SendLog) -> None:
-    """Send BATCH spans per request at about ``rate`` spans/s until stopped."""
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=30)
-    memory = InMemorySpanExporter()
-    tracers = []
-    for i in range(4):
-        provider = TracerProvider(resource=Resource.create({"service.name": f"soak{i}"}))
-        provider.add_span_processor(SimpleSpanProcessor(memory))
-        tracers.append(provider.get_tracer("soak"))
-    seq = 0
-    interval = BATCH / rate
-    next_at = time.monotonic()
-    while not stop.is_set():
-        tracer = tracers[seq // BATCH % len(tracers)]
-        uids = []
-        for _ in range(BATCH):
-            uid = f"{run}-{seq}"
-            seq += 1
-            with tracer.start_as_current_span("GET /soak", attributes={UID: uid}):
-                pass
-            uids.append(uid)
-        spans = memory.get_finished_spans()
-        memory.clear()
-        sent = SentBatch(uids, time.monotonic())
-        log.add(sent)
-        sent.acked = exporter.export(spans) == SpanExportResult.SUCCESS
-        sent.ended = time.monotonic()
-        next_at += interval
-        stop.wait(max(0.0, next_at - time.monotonic()))
-    exporter.shutdown()
 
 
 def _component_pid(system: LocalSystem, name: str) -> int | None:
@@ -99,7 +59,7 @@ def _lake_counts(data_dir: Path) -> Counter[str]:
         return counts
     rows = catalog.load_table(("default", "spans")).scan(selected_fields=("attributes",))
     for attributes in rows.to_arrow().column("attributes").to_pylist():
-        uid = dict(attributes or ()).get(UID)
+        uid = dict(attributes or ()).get(UID_ATTRIBUTE)
         if uid is not None:
             counts[uid] += 1
     return counts
@@ -109,13 +69,17 @@ def soak(seconds: float, kill_every: float, rate: float, workdir: Path) -> None:
     system = LocalSystem(workdir / "soak", only=("writer", "queryd", "receiver"))
     system.start()
     run = uuid.uuid4().hex[:8]
-    log = SendLog()
-    stop = threading.Event()
-    sender = threading.Thread(
-        target=_sender,
-        args=(f"127.0.0.1:{system.grpc_port}", run, rate, stop, log),
-        daemon=True,
+    sender = AckedSpanSender(
+        f"127.0.0.1:{system.grpc_port}",
+        run,
+        batch=BATCH,
+        interval=BATCH / rate,
+        steady=True,
+        service_prefix="soak",
+        span_name="GET /soak",
+        timeout=30.0,
     )
+    log = sender.log
     kills: Counter[str] = Counter()
     receiver_deaths: list[float] = []
     started = time.monotonic()
@@ -140,8 +104,7 @@ def soak(seconds: float, kill_every: float, rate: float, workdir: Path) -> None:
                 print(f"  t={time.monotonic() - started:5.1f}s SIGKILL {name} (pid {pid})")
             except ProcessLookupError:
                 pass
-        stop.set()
-        sender.join(timeout=120)
+        sender.stop(timeout=120)
         acked = log.acked()
         deadline = time.monotonic() + 180
         counts = _lake_counts(system.data_dir)
@@ -149,7 +112,7 @@ def soak(seconds: float, kill_every: float, rate: float, workdir: Path) -> None:
             time.sleep(2.0)
             counts = _lake_counts(system.data_dir)
     finally:
-        stop.set()
+        sender.stop(timeout=120)
         system.stop()
     sent = log.sent()
     ambiguous = log.in_flight_at(receiver_deaths)

@@ -1,9 +1,10 @@
 """Helpers for fault, scale-out and hostile-input tests: emberlake components as real processes,
-an OTLP sender that knows which records were acknowledged, and counting records in the lake.
+and counting records in the lake.
 
-Records carry a unique ``test.uid`` attribute. A sender remembers, per export request, whether
-the receiver acknowledged it and when the request was in flight, so a test can demand that every
-acknowledged record is in the lake exactly once and tell which unacknowledged ones may be lost.
+Records carry a unique ``test.uid`` attribute. The sender (``emberlake.loadgen.AckedSpanSender``)
+remembers, per export request, whether the receiver acknowledged it and when the request was in
+flight, so a test can demand that every acknowledged record is in the lake exactly once and tell
+which unacknowledged ones may be lost.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from emberlake.broker import wait_for_port
-from emberlake.sendlog import SendLog, SentBatch
+from emberlake.loadgen import UID_ATTRIBUTE
 from emberlake.settings import Settings, to_env
 
-UID = "test.uid"
+UID = UID_ATTRIBUTE
 
 
 def rss_mb(pid: int) -> float:
@@ -125,100 +125,6 @@ class Component:
         if not self.log_path.exists():
             return ""
         return self.log_path.read_text(errors="replace")[-tail:]
-
-
-# -- sending with acknowledgements ---------------------------------------------------------
-
-
-class AckedSpanSender:
-    """Sends spans through the OpenTelemetry SDK's OTLP/gRPC exporter, one request at a time,
-    and logs which requests were acknowledged.
-
-    The exporter retries UNAVAILABLE (with the receiver's retry hint) and connection failures
-    within ``timeout`` seconds, as an instrumented application's exporter would; a request still
-    failing then counts as not acknowledged (a real SDK would drop it).
-    """
-
-    def __init__(
-        self,
-        endpoint: str,
-        run: str,
-        batch: int = 20,
-        interval: float = 0.05,
-        services: int = 4,
-        timeout: float = 20.0,
-        headers: dict[str, str] | None = None,
-    ):
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-        self.run = run
-        self.batch = batch
-        self.interval = interval
-        self.log = SendLog()
-        self._exporter = OTLPSpanExporter(
-            endpoint=endpoint, insecure=True, timeout=timeout, headers=headers
-        )
-        self._tracers = []
-        self._collector = InMemorySpanExporter()
-        self.error: BaseException | None = None
-        for i in range(services):
-            provider = TracerProvider(
-                resource=Resource.create({"service.name": f"svc{i}", "test.run": run})
-            )
-            provider.add_span_processor(SimpleSpanProcessor(self._collector))
-            self._tracers.append(provider.get_tracer("emberlake.tests.faults"))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"sender-{run}", daemon=True)
-        self._seq = 0
-
-    def _one(self, n: int) -> None:
-        from opentelemetry.sdk.trace.export import SpanExportResult
-
-        tracer = self._tracers[n % len(self._tracers)]
-        uids = []
-        for _ in range(self.batch):
-            uid = f"{self.run}-{self._seq}"
-            self._seq += 1
-            with tracer.start_as_current_span("GET /item", attributes={UID: uid}):
-                pass
-            uids.append(uid)
-        spans = self._collector.get_finished_spans()
-        self._collector.clear()
-        sent = SentBatch(uids, time.monotonic())
-        self.log.add(sent)
-        result = self._exporter.export(spans)
-        sent.ended = time.monotonic()
-        sent.acked = result == SpanExportResult.SUCCESS
-
-    def _loop(self) -> None:
-        n = 0
-        try:
-            while not self._stop.is_set():
-                self._one(n)
-                n += 1
-                self._stop.wait(self.interval)
-        except BaseException as exc:  # surfaced by stop()
-            self.error = exc
-
-    def start(self) -> AckedSpanSender:
-        self._thread.start()
-        return self
-
-    def send_now(self, batches: int) -> None:
-        """Send ``batches`` requests on the caller's thread (when not started)."""
-        for n in range(batches):
-            self._one(n)
-
-    def stop(self, timeout: float = 60.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "the sender did not finish its last request"
-        assert self.error is None, f"the sender failed: {self.error!r}"
-        self._exporter.shutdown()
 
 
 # -- the lake, read back -------------------------------------------------------------------

@@ -20,12 +20,12 @@ import grpc
 import pytest
 
 from emberlake.broker import EmbeddedBroker
+from emberlake.loadgen import AckedSpanSender
 from emberlake.local import free_port
 from emberlake.settings import Settings
 from ingest.kafka import ensure_emberlake_topics
 from ingest.otlp_receiver.signals import TRACES
 from tests.faults.harness import (
-    AckedSpanSender,
     Component,
     assert_exactly_once,
     lake_uid_counts,

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from emberlake.loadgen import AckedSpanSender
 from emberlake.local import LocalSystem
 from tests.faults.harness import (
-    AckedSpanSender,
     assert_exactly_once,
     process_alive,
     supervised_pid,

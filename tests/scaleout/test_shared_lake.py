@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from emberlake.loadgen import AckedSpanSender
 from emberlake.settings import Settings
 from ingest.kafka import ensure_emberlake_topics
 from lake.catalog import open_catalog
 from queryd.client import QueryClient
 from tests.faults.harness import (
-    AckedSpanSender,
     Component,
     assert_exactly_once,
     lake_uid_counts,

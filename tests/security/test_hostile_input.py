@@ -21,12 +21,12 @@ import pytest
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from emberlake.loadgen import AckedSpanSender
 from emberlake.settings import Settings
 from ingest.kafka import ensure_emberlake_topics
 from ingest.otlp_receiver.signals import METRICS, TRACES
 from lake.catalog import open_catalog
 from tests.faults.harness import (
-    AckedSpanSender,
     Component,
     assert_exactly_once,
     lake_uid_counts,

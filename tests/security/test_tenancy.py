@@ -21,11 +21,12 @@ from typing import Any
 import grpc
 import pytest
 
+from emberlake.loadgen import AckedSpanSender
 from emberlake.settings import Settings
 from ingest.kafka import ensure_emberlake_topics
 from ingest.otlp_receiver.signals import TRACES
 from lake.catalog import open_catalog
-from tests.faults.harness import AckedSpanSender, Component, wait_until
+from tests.faults.harness import Component, wait_until
 from tests.ingest.harness import grpc_export, http_request
 from tests.security import hostile
 
