@@ -171,6 +171,9 @@ class AgentSettings:
     detector_lateness_seconds: float = 10.0
     #: A window of a service that went quiet closes after this much wall time without records.
     detector_idle_seconds: float = 30.0
+    #: Score the windows a silent service leaves empty while it is silent, so a service that
+    #: stops sending shows a request-rate drop without waiting for its traffic to resume.
+    detector_silence_alerts: bool = True
     #: Largest number of records the detectors fold into one state commit.
     detector_batch_records: int = 500
     #: Longest wait for a batch to fill before it is processed anyway.

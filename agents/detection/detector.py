@@ -40,6 +40,7 @@ class DetectorConfig:
     error_rate_floor: float = 0.05
     lateness_seconds: float = 10.0
     idle_seconds: float = 30.0
+    silence_alerts: bool = True
     alpha: float = 0.1
 
     @classmethod
@@ -52,6 +53,7 @@ class DetectorConfig:
             error_rate_floor=agents.detector_error_rate_floor,
             lateness_seconds=agents.detector_lateness_seconds,
             idle_seconds=agents.detector_idle_seconds,
+            silence_alerts=agents.detector_silence_alerts,
         )
 
     @property

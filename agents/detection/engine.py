@@ -4,7 +4,9 @@ Records are folded into the window their event time falls in. A service's window
 its newest event time (its watermark) passes a window's end by the allowed lateness; windows of a
 service that went quiet close after ``idle_seconds`` of wall time without records. Records for a
 window that already closed are late and dropped (counted). Gaps between windows are scored as
-empty windows, so a service whose traffic stops mid-stream shows a drop.
+empty windows, so a service whose traffic stops mid-stream shows a drop; a service that stays
+silent has its empty windows scored while it is silent (once they are ``idle_seconds`` past on
+the service's own clock), so a stop is noticed without waiting for traffic to resume.
 
 The engine keeps all state in memory and reports what changed through :meth:`take_changes`, so
 the caller can persist it atomically together with the offsets it consumed.
@@ -162,6 +164,37 @@ class DetectionEngine:
             state = self.services[key]
             for start in self._open_starts(key):
                 self._close(state, start, now_us)
+        if self.config.silence_alerts:
+            self._score_silence(wall_now)
+
+    def _score_silence(self, wall_now: float) -> None:
+        """Score the windows a silent service left empty, up to what its clock would show now.
+
+        A service's clock is taken as its watermark advanced by the wall time since its last
+        record; a window counts once it ended ``idle_seconds`` plus the lateness before that, the
+        same grace an idle service's open window gets, so data merely delayed is not scored away.
+        """
+        cfg = self.config
+        width = cfg.window_us
+        grace_us = int((cfg.idle_seconds + cfg.lateness_seconds) * 1_000_000)
+        now_us = int(wall_now * 1_000_000)
+        active = {(sig, t, svc) for (sig, t, svc, _) in self.windows}
+        for key in sorted(self.services.keys() - active):
+            state = self.services[key]
+            last = self.last_activity.get(key)
+            if key[0] != "spans" or last is None or state.closed_through_us < 0:
+                continue  # only request rates fire on a drop
+            rate = state.metrics.get("requests_per_second")
+            if rate is None or rate.baseline.mean < cfg.min_requests:
+                continue  # too quiet for silence to mean anything (or already taken as quiet)
+            horizon = state.watermark_us + int((wall_now - last) * 1_000_000) - grace_us
+            known = self.signatures.setdefault((state.tenant, state.service), {})
+            start = state.closed_through_us + width
+            for _ in range(MAX_GAP_WINDOWS):
+                if start + width > horizon:
+                    break
+                self._evaluate(state, WindowStats(start), known, now_us)
+                start += width
 
     def take_changes(self) -> Changes:
         changes, self._changes = self._changes, Changes()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -123,3 +125,51 @@ def test_incident_after_warm_up_produces_anomalies_once() -> None:
     engine.close_ready(12.0)
     kinds = sorted(a.kind for a in engine.take_changes().anomalies)
     assert kinds == ["error_rate", "latency"]
+
+
+def _steady(engine: DetectionEngine, seconds: int) -> None:
+    for second in range(seconds):
+        engine.observe_spans("default", [span(second + k / 20) for k in range(20)], second + 1.0)
+        engine.close_ready(second + 1.0)
+
+
+def test_a_service_that_goes_silent_is_noticed_while_silent() -> None:
+    engine = DetectionEngine(CFG)
+    _steady(engine, 10)  # last record at data time ~9.95 s, wall time 10 s
+    assert engine.take_changes().anomalies == []
+    # Within the grace (idle 5 s + lateness 0.5 s) a silence may be delayed data: nothing scored.
+    engine.close_idle(wall_now=15.0)
+    state = engine.services[("spans", "default", "cart")]
+    closed = state.closed_through_us
+    assert engine.take_changes().anomalies == []
+    assert state.closed_through_us == closed
+    engine.close_idle(wall_now=19.0)
+    anomalies = engine.take_changes().anomalies
+    assert {a.kind for a in anomalies} == {"request_rate"}
+    assert anomalies[0].observed == 0.0 and anomalies[0].expected > 10
+    assert state.closed_through_us > closed
+    # A long silence ends in a quiet baseline, after which nothing more is scored.
+    for wall in range(20, 400, 5):
+        engine.close_idle(wall_now=float(wall))
+    engine.take_changes()
+    through = state.closed_through_us
+    engine.close_idle(wall_now=500.0)
+    assert not engine.take_changes() and state.closed_through_us == through
+
+
+def test_records_delayed_less_than_the_grace_are_still_counted() -> None:
+    engine = DetectionEngine(CFG)
+    _steady(engine, 10)
+    engine.take_changes()
+    engine.close_idle(wall_now=14.0)
+    # A batch that waited 4 s in an exporter arrives with its original timestamps.
+    engine.observe_spans("default", [span(10 + k / 20) for k in range(20)], 14.0)
+    assert engine.late_records == 0
+
+
+def test_silence_alerts_can_be_switched_off() -> None:
+    engine = DetectionEngine(dataclasses.replace(CFG, silence_alerts=False))
+    _steady(engine, 10)
+    engine.take_changes()
+    engine.close_idle(wall_now=60.0)
+    assert engine.take_changes().anomalies == []
