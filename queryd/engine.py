@@ -7,8 +7,10 @@ by name would not). Then the connection is locked: file access only to exactly t
 extensions, no configuration changes. Timeouts interrupt the connection from a timer thread.
 
 Files whose timestamp bounds (from the manifests) lie outside the query's time window are left
-out of the view (:mod:`queryd.pruning`); DuckDB's Parquet statistics skip row groups within the
-files that remain.
+out of the view, and so are files that cannot hold the value a string column is compared with
+(``service_name = 'x'``, ``trace_id IN (...)``): their partition values (identity, bucket) or
+column bounds rule it out, as Iceberg's own evaluators decide (:mod:`queryd.pruning`). DuckDB's
+Parquet statistics skip row groups within the files that remain.
 """
 
 from __future__ import annotations
@@ -16,11 +18,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
-from pyiceberg.types import TimestampType, TimestamptzType
+from pyiceberg.expressions import And, BooleanExpression, In
+from pyiceberg.expressions.visitors import (
+    _InclusiveMetricsEvaluator,
+    expression_evaluator,
+    inclusive_projection,
+)
+from pyiceberg.schema import Schema
+from pyiceberg.typedef import Record
+from pyiceberg.types import StringType, TimestampType, TimestamptzType
 
 from emberlake.errors import (
     InvalidSQL,
@@ -33,7 +44,7 @@ from emberlake.settings import Settings
 from lake.catalog import open_catalog
 from queryd.databases import ConstantEvaluator, SpareDatabases, interrupt
 from queryd.guard import CheckedQuery, check_query
-from queryd.pruning import Window, reads_clock, window_bounds
+from queryd.pruning import Equality, Window, equality_filters, reads_clock, window_bounds
 from queryd.scans import IcebergScanPlanner, TableScan
 from queryd.typemap import duckdb_type, quote_identifier, quote_literal
 
@@ -133,7 +144,12 @@ class DuckDBEngine:
         self.constants.close()
 
     def prune(self, scan: TableScan, checked: CheckedQuery, timeout: float) -> TableScan:
-        """The scan without the files the query's time window rules out (see queryd.pruning)."""
+        """The scan without the files the query's time window or string equality filters rule
+        out (see queryd.pruning)."""
+        return prune_by_equality(self.prune_by_time(scan, checked, timeout), checked)
+
+    def prune_by_time(self, scan: TableScan, checked: CheckedQuery, timeout: float) -> TableScan:
+        """The scan without the files outside the query's time window."""
         stamps = {
             f.name: f
             for f in scan.schema.fields
@@ -262,6 +278,48 @@ class DuckDBEngine:
             con.close()
             raise
         return con
+
+
+def equality_expression(filters: list[Equality]) -> BooleanExpression | None:
+    """The filters as one Iceberg expression (None without filters)."""
+    # pyiceberg's predicates are pydantic models whose __init__ mypy does not see.
+    terms: list[BooleanExpression] = [
+        In(f.column, f.values)  # type: ignore[call-arg, arg-type]
+        for f in filters
+    ]
+    if not terms:
+        return None
+    return terms[0] if len(terms) == 1 else And(*terms)
+
+
+def file_filter(expr: BooleanExpression, schema: Schema, scan: TableScan) -> list[bool]:
+    """Per data file of the scan: may it hold rows matching ``expr``? Partition values are
+    judged by the projection of ``expr`` onto the file's own spec (identity and bucket fields
+    rule files out), then the file's column bounds and null counts."""
+    metrics = _InclusiveMetricsEvaluator(schema, expr, case_sensitive=True).eval
+    by_spec: dict[int, Callable[[Record], bool]] = {}
+    keep = []
+    for data_file in scan.data_files:
+        partition_matches = by_spec.get(data_file.spec_id)
+        if partition_matches is None:
+            spec = scan.specs[data_file.spec_id]
+            projected = inclusive_projection(schema, spec, case_sensitive=True)(expr)
+            partition_matches = by_spec[data_file.spec_id] = expression_evaluator(
+                Schema(*spec.partition_type(schema).fields), projected, case_sensitive=True
+            )
+        keep.append(partition_matches(data_file.partition) and metrics(data_file))
+    return keep
+
+
+def prune_by_equality(scan: TableScan, checked: CheckedQuery) -> TableScan:
+    """The scan without the files its string equality filters rule out."""
+    if not scan.files or len(scan.data_files) != len(scan.files):
+        return scan
+    strings = [f.name for f in scan.schema.fields if isinstance(f.field_type, StringType)]
+    expr = equality_expression(equality_filters(checked.tree, scan.name, strings))
+    if expr is None:
+        return scan
+    return scan.keeping(file_filter(expr, scan.schema, scan))
 
 
 def _fetch(

@@ -1,16 +1,19 @@
-"""Skipping data files a query cannot need, from its time-window predicates (pure).
+"""Skipping data files a query cannot need, from its WHERE clause (pure).
 
 A query like ``SELECT ... FROM spans WHERE start_time >= now() - INTERVAL 1 HOUR`` needs only
 the files whose ``start_time`` bounds (kept per file in the Iceberg manifests) overlap the
-window. This module finds such predicates in DuckDB's serialized syntax tree and decides, file by
-file, whether the bounds overlap; evaluating the constant side (``now() - INTERVAL 1 HOUR``) is
-left to the caller.
+window, and ``... WHERE service_name = 'checkout'`` or ``trace_id IN ('...')`` only the files
+whose partition values and column bounds may hold that value. This module finds such predicates
+in DuckDB's serialized syntax tree: time windows (:func:`window_bounds`, decided file by file
+here once the caller has evaluated the constant side such as ``now() - INTERVAL 1 HOUR``) and
+equality with string literals (:func:`equality_filters`, which the caller evaluates against the
+manifest entries with Iceberg's own partition and metrics evaluators).
 
 Pruning must never change a result, so it is deliberately narrow: it applies only when the table
 is named exactly once in the whole statement, directly as the FROM of a SELECT (no join there),
 and only to comparisons that are top-level AND terms of that SELECT's WHERE, between the bare or
-table-qualified column and an expression without column references or subqueries. Anything else
-simply leaves every file in.
+table-qualified column and an expression without column references or subqueries (for
+equality: plain string literals). Anything else simply leaves every file in.
 """
 
 from __future__ import annotations
@@ -74,6 +77,28 @@ class Window:
         return not (self.high is not None and lower is not None and lower > self.high)
 
 
+@dataclass(frozen=True)
+class Equality:
+    """``column = 'value'`` or ``column IN ('a', 'b')``: the column holds one of ``values``."""
+
+    column: str
+    values: tuple[str, ...]
+
+
+def _where_terms(tree: Mapping[str, Any], table: str) -> tuple[list[Mapping[str, Any]], set[str]]:
+    """Top-level AND terms of the WHERE over ``table`` and the names the table goes by there;
+    no terms when pruning is unsafe (see the module docs)."""
+    table = table.lower()
+    refs = [n for n in _dicts(tree) if _is_table(n, table)]
+    if len(refs) != 1 or table in {name.lower() for name in _cte_names(tree)}:
+        return [], set()
+    node = next((n for n in _dicts(tree) if _select_over(n, refs[0])), None)
+    if node is None or refs[0].get("sample") or node.get("sample"):
+        return [], set()  # a sample draws from the rows read: fewer files, other rows
+    names = {table, str(refs[0].get("alias") or "").lower()} - {""}
+    return list(_and_terms(node.get("where_clause"))), names
+
+
 def window_bounds(
     tree: Mapping[str, Any],
     table: str,
@@ -85,20 +110,54 @@ def window_bounds(
     ``table_columns`` are all of the table's columns: a name among them is never taken for a
     clock keyword such as ``current_timestamp``.
     """
-    table = table.lower()
     wanted = {c.lower(): c for c in columns}
     clocks = CLOCK_WORDS - {c.lower() for c in (*table_columns, *columns)}
-    refs = [n for n in _dicts(tree) if _is_table(n, table)]
-    if len(refs) != 1 or table in {name.lower() for name in _cte_names(tree)}:
-        return []
-    node = next((n for n in _dicts(tree) if _select_over(n, refs[0])), None)
-    if node is None or refs[0].get("sample") or node.get("sample"):
-        return []  # a sample draws from the rows read: fewer files, other rows
-    names = {table, str(refs[0].get("alias") or "").lower()} - {""}
+    terms, names = _where_terms(tree, table)
     bounds: list[Bound] = []
-    for term in _and_terms(node.get("where_clause")):
+    for term in terms:
         bounds.extend(_term_bounds(term, names, wanted, clocks))
     return bounds
+
+
+def equality_filters(
+    tree: Mapping[str, Any], table: str, columns: Collection[str]
+) -> list[Equality]:
+    """Equality filters with string literals on ``columns`` (string columns) of ``table``.
+
+    Only ``column = 'literal'`` (either side) and ``column IN ('literal', ...)``: a literal of
+    another type or under a cast compares by DuckDB's casting rules, which the manifests' string
+    bounds do not model.
+    """
+    wanted = {c.lower(): c for c in columns}
+    terms, names = _where_terms(tree, table)
+    out: list[Equality] = []
+    for term in terms:
+        kind = term.get("type")
+        if kind == "COMPARE_EQUAL":
+            left, right = term.get("left"), term.get("right")
+            column = _column(left, names, wanted)
+            if column is None:
+                column, right = _column(right, names, wanted), left
+            value = _string_literal(right)
+            if column is not None and value is not None:
+                out.append(Equality(column, (value,)))
+        elif kind == "COMPARE_IN":
+            children = term.get("children") or []
+            column = _column(children[0], names, wanted) if children else None
+            values = [_string_literal(c) for c in children[1:]]
+            if column is not None and values and all(v is not None for v in values):
+                out.append(Equality(column, tuple(v for v in values if v is not None)))
+    return out
+
+
+def _string_literal(node: Any) -> str | None:
+    if not isinstance(node, Mapping) or node.get("class") != "CONSTANT":
+        return None
+    literal = node.get("literal")
+    if not isinstance(literal, Mapping) or literal.get("kind") != "STRING":
+        return None
+    text = literal.get("text")
+    return text if isinstance(text, str) else None
 
 
 def _term_bounds(

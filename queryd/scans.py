@@ -20,6 +20,7 @@ from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.manifest import DataFile
+from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import PrimitiveType, TimestampType, TimestamptzType
@@ -38,8 +39,8 @@ def local_path(location: str) -> str:
 
 #: (lower, upper) bound of a column in one file; None where the manifest has none.
 Bounds = tuple[int | None, int | None]
-#: A snapshot's data files and their timestamp bounds, as cached.
-Plan = tuple[tuple[str, ...], tuple[Mapping[int, Bounds], ...]]
+#: A snapshot's data files, their timestamp bounds and manifest entries, as cached.
+Plan = tuple[tuple[str, ...], tuple[Mapping[int, Bounds], ...], tuple[DataFile, ...]]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class TableScan:
     file_bounds: tuple[Mapping[int, Bounds], ...] = ()
     #: Files in the snapshot, before any pruning.
     total_files: int = 0
+    #: Per file (same order as ``files``): its manifest entry (partition values, column
+    #: metrics), for pruning by partition values and column bounds.
+    data_files: tuple[DataFile, ...] = ()
+    #: The table's partition specs by id: each data file is partitioned by its own spec.
+    specs: Mapping[int, PartitionSpec] = field(default_factory=dict)
 
     def keeping(self, keep: Sequence[bool]) -> TableScan:
         """The same scan over only the files marked True."""
@@ -65,6 +71,7 @@ class TableScan:
             self,
             files=tuple(f for f, k in zip(self.files, keep, strict=True) if k),
             file_bounds=tuple(b for b, k in zip(self.file_bounds, keep, strict=True) if k),
+            data_files=tuple(d for d, k in zip(self.data_files, keep, strict=True) if k),
         )
 
 
@@ -101,8 +108,9 @@ class IcebergScanPlanner:
         identifier = f"{tenant}.{name}"
         files: tuple[str, ...] = ()
         bounds: tuple[Mapping[int, Bounds], ...] = ()
+        entries: tuple[DataFile, ...] = ()
         if snapshot is not None:
-            files, bounds = self._files(identifier, snapshot.snapshot_id, table)
+            files, bounds, entries = self._files(identifier, snapshot.snapshot_id, table)
         return TableScan(
             name=name,
             identifier=identifier,
@@ -112,6 +120,8 @@ class IcebergScanPlanner:
             filesystems=self._filesystems(table, files),
             file_bounds=bounds,
             total_files=len(files),
+            data_files=entries,
+            specs=table.specs(),
         )
 
     def _filesystems(self, table: Table, files: tuple[str, ...]) -> dict[str, Any]:
@@ -139,9 +149,7 @@ class IcebergScanPlanner:
             out[parsed.scheme] = wrapped
         return out
 
-    def _files(
-        self, identifier: str, snapshot_id: int, table: Table
-    ) -> tuple[tuple[str, ...], tuple[Mapping[int, Bounds], ...]]:
+    def _files(self, identifier: str, snapshot_id: int, table: Table) -> Plan:
         key = (identifier, snapshot_id)
         with self._lock:
             cached = self._cache.get(key)
@@ -162,6 +170,7 @@ class IcebergScanPlanner:
         plan = (
             tuple(local_path(task.file.file_path) for task in tasks),
             tuple(_bounds(task.file, timestamps) for task in tasks),
+            tuple(task.file for task in tasks),
         )
         with self._lock:
             self.plans_computed += 1

@@ -1,4 +1,5 @@
-"""Time-window file pruning: which predicates bound a column; pruning never changes rows."""
+"""File pruning by time windows and string equality: which predicates qualify; pruning never
+changes rows."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 from pyiceberg.catalog import Catalog
+from pyiceberg.transforms import BucketTransform
 
 from emberlake.settings import Settings
 from queryd.engine import DuckDBEngine
 from queryd.guard import check_query
-from queryd.pruning import Window, reads_clock, window_bounds
+from queryd.pruning import Window, equality_filters, reads_clock, window_bounds
 from tests.queryd.lakedata import T0, append, create_tables, span_rows
 
 STAMPS = ["start_time"]
@@ -164,3 +166,78 @@ def test_a_window_in_local_time_means_the_same_instant(
     )
     assert result.table.to_pylist() == [{"n": 10}]
     assert result.files == {"spans": (1, 2)}
+
+
+STRINGS = ["service_name", "trace_id", "name", "status_code"]
+
+
+def equalities(sql: str) -> list[tuple[str, tuple[str, ...]]]:
+    found = equality_filters(check_query(sql).tree, "spans", STRINGS)
+    return [(e.column, e.values) for e in found]
+
+
+def test_equality_filters_with_string_literals() -> None:
+    assert equalities(
+        "SELECT * FROM spans s WHERE s.service_name = 'checkout' AND 'x' = trace_id"
+        " AND name IN ('a', 'b') AND start_time > now()"
+    ) == [("service_name", ("checkout",)), ("trace_id", ("x",)), ("name", ("a", "b"))]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM spans WHERE service_name = 'a' OR name = 'b'",
+        "SELECT * FROM spans WHERE service_name NOT IN ('a')",
+        "SELECT * FROM spans WHERE service_name IN ('a', NULL)",
+        "SELECT * FROM spans WHERE service_name <> 'a'",
+        # Casts and other types compare by DuckDB's rules, not the manifests' string bounds.
+        "SELECT * FROM spans WHERE status_code = 5",
+        "SELECT * FROM spans WHERE service_name = 'a'::VARCHAR",
+        "SELECT * FROM spans WHERE lower(service_name) = 'a'",
+        "SELECT * FROM spans WHERE service_name = name",
+        "SELECT * FROM spans a JOIN spans b USING (trace_id) WHERE a.service_name = 'x'",
+        "SELECT * FROM spans WHERE service_name = 'a' USING SAMPLE 10 PERCENT (bernoulli)",
+        "SELECT * FROM spans WHERE other.service_name = 'a'",
+    ],
+)
+def test_no_equality_pruning_when_it_could_change_the_result(sql: str) -> None:
+    assert equalities(sql) == []
+
+
+@pytest.mark.integration
+def test_equality_filters_prune_by_bounds_and_partition_values(
+    catalog: Catalog, engine: DuckDBEngine
+) -> None:
+    spans = create_tables(catalog, "acme")["spans"]
+    # Day-partitioned: one file per service, told apart by their service_name bounds.
+    for i, service in enumerate(("cart", "checkout", "frontend")):
+        append(spans, span_rows(50, service=service, start=i * 50))
+    # Then by bucket of trace id: lookups skip the other buckets' files although every
+    # file's trace id bounds overlap.
+    with spans.update_spec() as update:
+        update.add_field("trace_id", BucketTransform(8), "trace_bucket")
+    append(spans, span_rows(400, service="search", start=1000))
+    total = len(spans.inspect.files())
+    assert total > 4
+    cases = {
+        "SELECT count(*) AS n FROM spans WHERE service_name = 'checkout'": (1, 50),
+        "SELECT count(*) AS n FROM spans WHERE service_name IN ('cart', 'frontend')": (2, 100),
+        "SELECT count(*) AS n FROM spans WHERE service_name = 'nobody'": (0, 0),
+        f"SELECT count(*) AS n FROM spans WHERE trace_id = '{1234:032x}'": (4, 1),
+        f"SELECT count(*) AS n FROM spans WHERE trace_id = '{10:032x}' AND service_name = 'cart'": (
+            1,
+            1,
+        ),
+    }
+    for sql, (files, rows) in cases.items():
+        result = engine.query("acme", sql)
+        assert result.table.to_pylist() == [{"n": rows}], sql
+        assert result.files == {"spans": (files, total)}, sql
+    # The same rows as a query that cannot be pruned (a no-op OR), for every trace id.
+    for i in range(1000, 1400, 37):
+        pruned = engine.query("acme", f"SELECT span_id FROM spans WHERE trace_id = '{i:032x}'")
+        full = engine.query(
+            "acme", f"SELECT span_id FROM spans WHERE trace_id = '{i:032x}' OR false"
+        )
+        assert pruned.files["spans"][0] < full.files["spans"][0] == total
+        assert pruned.table.to_pylist() == full.table.to_pylist() == [{"span_id": f"{i:016x}"}]
