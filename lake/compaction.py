@@ -20,6 +20,13 @@ Running next to a live writer:
 - The partition spec is pinned (:func:`lake.layout.pin_partition_spec`): if a layout change
   lands mid-rewrite the commit fails and the group is re-planned under the new spec.
 
+Rewritten files are written here rather than by pyiceberg's writer, for what only a rewrite of
+sorted data can use: several row groups per file (see ``row_groups_per_file``), the sort order
+recorded in the Parquet metadata, and Parquet Bloom filters on the columns the table property
+``emberlake.bloom-filter-columns`` names (set by the layout policy for columns looked up by
+value, such as ``trace_id``): a lookup then skips every row group whose filter rules the value
+out, where min/max statistics of random ids rule nothing out.
+
 Small files of an older partition spec are rewritten even when few, into the current spec: that
 is how a layout change reaches recent data. Files above ``small_file_bytes`` keep their spec;
 Iceberg plans every file with the spec it was written with, so they stay readable and pruned.
@@ -28,24 +35,40 @@ Iceberg plans every file with the spec it was written with, so they stay readabl
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
-from pyiceberg.manifest import DataFile
+from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import (
+    ArrowScan,
+    _determine_partitions,
+    _get_parquet_writer_kwargs,
+    compute_statistics_plan,
+    data_file_statistics_from_parquet_metadata,
+    parquet_path_to_id_mapping,
+)
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.partitioning import PartitionKey
 from pyiceberg.table import FileScanTask, Table, TableProperties
+from pyiceberg.table.locations import load_location_provider
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.sorting import NullOrder, SortDirection
 from pyiceberg.transforms import IdentityTransform, TimeTransform
+from pyiceberg.typedef import Record
 
 from emberlake.errors import LakeError
 from emberlake.settings import Settings
-from lake.layout import pin_partition_spec
+from lake.datafiles import conform
+from lake.layout import bloom_filter_columns, pin_partition_spec
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +89,22 @@ class CompactionOptions:
     min_files: int = 4
     #: Rewrite small files of older partition specs even when fewer than min_files.
     migrate_specs: bool = True
-    #: Rows per Parquet row group of rewritten files: sorted data in several row groups lets
-    #: DuckDB skip row groups by their min/max statistics within one file.
-    row_group_rows: int = 128 * 1024
+    #: Row groups per rewritten file of the target size. Sorted data in several row groups lets
+    #: DuckDB skip row groups by their min/max statistics within one file (a file holding one
+    #: row group can only be skipped whole); rows per group follow from the data's bytes per row.
+    row_groups_per_file: int = 16
+    #: Bounds on rows per row group: below a few vectors per group the per-group overhead
+    #: dominates; above DuckDB's own row group size nothing is gained.
+    min_row_group_rows: int = 8 * 1024
+    #: False positive rate of the Bloom filters (about 1.2 bytes per distinct value at 1 %).
+    bloom_fpp: float = 0.01
+    max_row_group_rows: int = 128 * 1024
+
+    def row_group_rows(self, rows: int, disk_bytes: int) -> int:
+        """Rows per row group for data holding ``rows`` rows in ``disk_bytes`` on disk."""
+        per_file = self.target_file_bytes * rows / max(1, disk_bytes)
+        wanted = int(per_file / max(1, self.row_groups_per_file))
+        return max(self.min_row_group_rows, min(self.max_row_group_rows, wanted))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CompactionOptions:
@@ -193,6 +229,88 @@ def sort_rows(table: Table, rows: pa.Table) -> pa.Table:
     return rows.take(pc.sort_indices(work, options=pc.SortOptions(sort_keys=keys)))
 
 
+def _parquet_files(
+    metadata: TableMetadata,
+    io: FileIO,
+    rows: pa.Table,
+    key: PartitionKey | None,
+    file_rows: int,
+    options: CompactionOptions,
+) -> list[DataFile]:
+    """Write one partition's sorted rows as files of ``file_rows`` rows each."""
+    schema = metadata.schema()
+    properties = metadata.properties
+    locations = load_location_provider(metadata.location, properties)
+    row_group = int(
+        properties.get(TableProperties.PARQUET_ROW_GROUP_LIMIT, options.max_row_group_rows)
+    )
+    bloom = {
+        name: {"ndv": max(1024, row_group), "fpp": options.bloom_fpp}
+        for name in bloom_filter_columns(properties)
+        if name in rows.column_names
+    }
+    sorting = _sorting_columns(metadata, rows.schema)
+    stats_plan = compute_statistics_plan(schema, properties)
+    id_mapping = parquet_path_to_id_mapping(schema)
+    kwargs = _get_parquet_writer_kwargs(properties)
+    write_id = uuid.uuid4()
+    out = []
+    for index in range(max(1, math.ceil(rows.num_rows / max(1, file_rows)))):
+        part = rows.slice(index * file_rows, file_rows)
+        path = locations.new_data_location(f"00000-{index}-{write_id}.parquet", key)
+        output = io.new_output(path)
+        with output.create(overwrite=True) as stream:
+            writer = pq.ParquetWriter(
+                stream,
+                schema=part.schema,
+                sorting_columns=sorting or None,
+                bloom_filter_options=bloom or None,
+                **kwargs,
+            )
+            writer.write_table(part, row_group_size=row_group)
+            writer.close()
+        statistics = data_file_statistics_from_parquet_metadata(
+            parquet_metadata=writer.writer.metadata,
+            stats_columns=stats_plan,
+            parquet_column_mapping=id_mapping,
+        )
+        out.append(
+            DataFile.from_args(
+                content=DataFileContent.DATA,
+                file_path=path,
+                file_format=FileFormat.PARQUET,
+                partition=key.partition if key else Record(),
+                file_size_in_bytes=len(output),
+                sort_order_id=metadata.default_sort_order_id,
+                spec_id=metadata.default_spec_id,
+                equality_ids=None,
+                key_metadata=None,
+                **statistics.to_serialized_dict(),
+            )
+        )
+    return out
+
+
+def _sorting_columns(metadata: TableMetadata, schema: pa.Schema) -> list[pq.SortingColumn]:
+    """The leading identity/time sort keys as Parquet sorting columns (metadata only)."""
+    out = []
+    table_schema = metadata.schema()
+    for f in metadata.sort_order().fields:
+        name = table_schema.find_column_name(f.source_id)
+        if name is None or name not in schema.names:
+            break
+        if not isinstance(f.transform, IdentityTransform | TimeTransform):
+            break
+        out.append(
+            pq.SortingColumn(
+                schema.get_field_index(name),
+                descending=f.direction == SortDirection.DESC,
+                nulls_first=f.null_order == NullOrder.NULLS_FIRST,
+            )
+        )
+    return out
+
+
 def _write_bin(
     table: Table, group: CompactionBin, options: CompactionOptions
 ) -> tuple[int, list[DataFile]]:
@@ -204,18 +322,32 @@ def _write_bin(
         raise LakeError(
             f"compaction read {rows.num_rows} rows from files holding {group.rows}; not rewriting"
         )
-    rows = sort_rows(table, rows)
-    # pyiceberg sizes output files by in-memory Arrow bytes: scale the on-disk target by the
-    # observed in-memory/on-disk ratio so files come out near the target on disk.
-    ratio = max(1.0, rows.nbytes / max(1, group.bytes))
-    target = int(options.target_file_bytes * ratio)
+    rows = conform(sort_rows(table, rows), metadata.schema())
+    # Files near the target on disk: the bin's own bytes per row say how many rows that is.
+    file_rows = max(1, int(options.target_file_bytes * group.rows / max(1, group.bytes)))
     props = {
         **metadata.properties,
-        TableProperties.WRITE_TARGET_FILE_SIZE_BYTES: str(target),
-        TableProperties.PARQUET_ROW_GROUP_LIMIT: str(options.row_group_rows),
+        TableProperties.PARQUET_ROW_GROUP_LIMIT: str(
+            options.row_group_rows(group.rows, group.bytes)
+        ),
     }
     sized = metadata.model_copy(update={"properties": props})
-    return metadata.default_spec_id, list(_dataframe_to_data_files(sized, rows, table.io))
+    spec = sized.spec()
+    written: list[DataFile] = []
+    if spec.is_unpartitioned():
+        written += _parquet_files(sized, table.io, rows, None, file_rows, options)
+    else:
+        # Filtering by partition keeps the sorted order within each partition.
+        for part in _determine_partitions(spec, sized.schema(), rows):
+            written += _parquet_files(
+                sized,
+                table.io,
+                part.arrow_table_partition.select(rows.column_names),
+                part.partition_key,
+                file_rows,
+                options,
+            )
+    return sized.default_spec_id, written
 
 
 def _delete_files(table: Table, files: Iterable[DataFile]) -> None:

@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,10 @@ log = logging.getLogger(__name__)
 #: Table property holding the layout change log (JSON list of change entries, newest last).
 LAYOUT_LOG_PROPERTY = "emberlake.layout_changes"
 LAYOUT_LOG_MAX = 50
+#: Table property naming the columns rewritten files get Parquet Bloom filters for (comma
+#: separated). Compaction honors it; pyiceberg's writer knows no Bloom filters, so Iceberg's own
+#: ``write.parquet.bloom-filter-enabled.column.*`` would promise what appends do not do.
+BLOOM_FILTER_PROPERTY = "emberlake.bloom-filter-columns"
 #: Event-time column of each signal table.
 TIME_COLUMNS = {"spans": "start_time", "logs": "time", "metrics": "time"}
 _COMMIT_ATTEMPTS = 8
@@ -73,6 +77,12 @@ def time_column_of(table: Table) -> str | None:
         if isinstance(f.field_type, TimestamptzType | TimestampType):
             return f.name
     return None
+
+
+def bloom_filter_columns(properties: Mapping[str, str]) -> tuple[str, ...]:
+    """The columns the table's properties ask Bloom filters for, in order."""
+    raw = properties.get(BLOOM_FILTER_PROPERTY, "")
+    return tuple(c.strip() for c in raw.split(",") if c.strip())
 
 
 def _explicit_nulls_first(direction: SortDirection, nulls: NullOrder) -> bool | None:
@@ -97,7 +107,7 @@ def layout_of(table: Table) -> Layout:
         )
         for f in table.sort_order().fields
     )
-    return Layout(partition, sort)
+    return Layout(partition, sort, bloom_filter_columns(table.properties))
 
 
 def pin_partition_spec(tx: Transaction, spec_id: int | None = None) -> None:
@@ -324,6 +334,11 @@ def _stage_layout(tx: Transaction, current: Layout, target: Layout) -> None:
                 nulls = NullOrder.NULLS_FIRST if key.places_nulls_first else NullOrder.NULLS_LAST
                 add = order.desc if key.descending else order.asc
                 add(key.source, parse_transform(key.transform), nulls)
+    if current.bloom != target.bloom:
+        if target.bloom:
+            tx.set_properties({BLOOM_FILTER_PROPERTY: ",".join(target.bloom)})
+        else:
+            tx.remove_properties(BLOOM_FILTER_PROPERTY)
 
 
 def apply_proposal(

@@ -58,10 +58,12 @@ class SortKey:
 
 @dataclass(frozen=True)
 class Layout:
-    """A partition spec and a sort order; empty tuples mean unpartitioned / unsorted."""
+    """A partition spec, a sort order and the columns whose rewritten files carry Parquet Bloom
+    filters; empty tuples mean unpartitioned / unsorted / none."""
 
     partition: tuple[LayoutField, ...] = ()
     sort: tuple[SortKey, ...] = ()
+    bloom: tuple[str, ...] = ()
 
     def describe_partition(self) -> str:
         return ", ".join(str(f) for f in self.partition) or "unpartitioned"
@@ -70,7 +72,8 @@ class Layout:
         return ", ".join(str(k) for k in self.sort) or "unsorted"
 
     def __str__(self) -> str:
-        return f"partition by [{self.describe_partition()}], sort by [{self.describe_sort()}]"
+        text = f"partition by [{self.describe_partition()}], sort by [{self.describe_sort()}]"
+        return text + (f", bloom filters on [{', '.join(self.bloom)}]" if self.bloom else "")
 
     def time_field(self, column: str | None) -> LayoutField | None:
         """The time transform on ``column``, if the spec has one."""
@@ -87,13 +90,16 @@ class Layout:
         return None
 
     def without(self, removed: LayoutField) -> Layout:
-        return Layout(tuple(f for f in self.partition if f != removed), self.sort)
+        return Layout(tuple(f for f in self.partition if f != removed), self.sort, self.bloom)
 
     def with_field(self, added: LayoutField) -> Layout:
-        return Layout((*self.partition, added), self.sort)
+        return Layout((*self.partition, added), self.sort, self.bloom)
 
     def with_sort(self, sort: tuple[SortKey, ...]) -> Layout:
-        return Layout(self.partition, sort)
+        return Layout(self.partition, sort, self.bloom)
+
+    def with_bloom(self, bloom: tuple[str, ...]) -> Layout:
+        return Layout(self.partition, self.sort, bloom)
 
 
 @dataclass(frozen=True)

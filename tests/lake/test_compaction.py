@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from emberlake.settings import Settings
@@ -16,6 +18,7 @@ from lake.compaction import (
     compact_table,
     plan_compaction,
 )
+from lake.layout import BLOOM_FILTER_PROPERTY
 from tests.lake.spantables import (
     OFFSET_KEY,
     SERVICES,
@@ -108,8 +111,6 @@ def test_compacted_files_are_sorted_by_the_sort_order(tmp_path: Path) -> None:
     result = compact_table(table, SMALL)
     assert result.files_after < result.files_before
     for task in table.scan().plan_files():
-        import pyarrow.parquet as pq
-
         data = pq.read_table(task.file.file_path.removeprefix("file://"))
         keys = list(
             zip(
@@ -144,3 +145,56 @@ def test_big_files_are_not_rewritten(tmp_path: Path) -> None:
     assert plan_compaction(table, tiny) == []
     ids = pc.sort_indices(table.scan().to_arrow(), sort_keys=[("span_id", "ascending")])
     assert len(ids) == 240
+
+
+def test_rewritten_files_have_row_groups_bloom_filters_and_sorting_metadata(
+    tmp_path: Path,
+) -> None:
+    table = create_spans(_catalog(tmp_path))
+    appender = SpanAppender(_catalog(tmp_path))
+    for start in range(0, 400, 50):  # one day
+        appender.append(span_batch(range(start, start + 50)))
+    table.refresh()
+    table.transaction().set_properties({BLOOM_FILTER_PROPERTY: "trace_id"}).commit_transaction()
+    table.refresh()
+    # Several row groups per file: min/max statistics of sorted data skip within a file.
+    options = CompactionOptions(
+        target_file_bytes=8 * 1024 * 1024,
+        small_file_bytes=1024 * 1024,
+        min_files=4,
+        row_groups_per_file=4,
+        min_row_group_rows=64,
+        max_row_group_rows=64,
+    )
+    # Rows per group: a target file's rows / row_groups_per_file, within the bounds.
+    sizing = CompactionOptions(
+        target_file_bytes=8 << 20, row_groups_per_file=4, min_row_group_rows=64
+    )
+    assert sizing.row_group_rows(rows=1000, disk_bytes=8 << 20) == 250
+    assert sizing.row_group_rows(rows=10, disk_bytes=8 << 20) == 64
+    assert sizing.row_group_rows(rows=10**9, disk_bytes=8 << 20) == sizing.max_row_group_rows
+    result = compact_table(table, options)
+    assert (result.files_before, result.files_after) == (8, 1)
+    path = next(iter(table.scan().plan_files())).file.file_path.removeprefix("file://")
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_row_groups == 400 // 64 + 1
+    sorting = meta.row_group(0).sorting_columns
+    names = [meta.schema.column(c.column_index).name for c in sorting]
+    assert names == ["service_name", "start_time"]
+    con = duckdb.connect()
+    blooms = dict(
+        con.execute(
+            "SELECT path_in_schema, count(*) FILTER (WHERE bloom_filter_length > 0)"
+            " FROM parquet_metadata(?) GROUP BY 1",
+            [path],
+        ).fetchall()
+    )
+    assert blooms["trace_id"] == meta.num_row_groups
+    assert blooms["span_id"] == 0
+    # The filter answers lookups: a present id is found, the row groups of absent ones skipped.
+    trace = table.scan().to_arrow().column("trace_id")[123].as_py()
+    hits = con.execute(
+        "SELECT count(*) FROM read_parquet(?) WHERE trace_id = ?", [path, trace]
+    ).fetchone()
+    assert hits is not None and hits[0] >= 1
+    assert sorted(seqs_in(table)) == list(range(400))
