@@ -142,17 +142,17 @@ class LeafTable(dict[bytes, int]):
     def __missing__(self, data: bytes) -> int:
         entry = len(self.entries)
         cache = self.cache
-        if cache is None:
+        cached = None if cache is None else cache.get(data)
+        if cached is None:
             decoded = self.decode(data)
-        else:
-            decoded = cache.get(data)
-            if decoded is None:
-                decoded = self.decode(data)
+            if cache is not None:
                 if len(cache) >= DECODE_CACHE_LIMIT:
                     # High-cardinality leaves (ids, timestamps as attributes) would grow it
                     # without bound; starting over costs one decode per leaf still in use.
                     cache.clear()
                 cache[data] = decoded
+        else:
+            decoded = cached
         self.entries.append(decoded)
         self[data] = entry
         return entry
@@ -458,6 +458,14 @@ def hex_ids(ids: list[bytes], empty_is_null: bool = True) -> pa.Array:
     if empty_is_null:
         return pc.if_else(pc.equal(pc.binary_length(raw), 0), pa.scalar(None, pa.string()), text)
     return text
+
+
+def empty_to_null(strings: pa.Array) -> pa.Array:
+    """Empty strings as nulls (proto3 cannot tell an unset string from an empty one)."""
+    empty = pc.equal(pc.binary_length(strings), 0)
+    if not pc.any(empty).as_py():
+        return strings
+    return pc.if_else(empty, pa.scalar(None, pa.string()), strings)
 
 
 def enum_names(values: list[int], names: Sequence[str]) -> pa.Array:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from itertools import accumulate, islice, repeat
+from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
@@ -16,6 +18,7 @@ from lake.flatten.common import (
     Columns,
     LeafTable,
     attributes_dict,
+    empty_to_null,
     enum_names,
     field,
     hex_ids,
@@ -25,11 +28,13 @@ from lake.flatten.common import (
     parse,
     resource_fields,
 )
-from lake.flatten.wire import FullTraceRequest, LeanTraceRequest
+from lake.flatten.wire import ColumnarTraceRequest, ExtrasTraceRequest, LeanTraceRequest
 
 KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 STATUS_CODES = ("UNSET", "OK", "ERROR")
 _NO_ITEMS = "[]"
+_STATUS = attrgetter("status")
+_ATTRIBUTES = attrgetter("attributes")
 
 SCHEMA = pa.schema(
     [
@@ -99,7 +104,8 @@ class SpanColumns(Columns):
         self.trace_id: list[bytes] = []
         self.span_id: list[bytes] = []
         self.parent_id: list[bytes] = []
-        self.trace_state: list[str | None] = []
+        #: "" for spans without one (null in the table)
+        self.trace_state: list[str] = []
         self.name: list[str] = []
         self.kind: list[int] = []
         self.status: list[int] = []
@@ -109,6 +115,17 @@ class SpanColumns(Columns):
         self.attributes = AttributeColumn()
         self.statuses = LeafTable(_decode_status, (0, None))
         self.maps = [self.attributes]
+        #: (span field, row list, value of a span without it) of the columns read as columns
+        self._columns: list[tuple[str, list[Any], Any]] = [
+            ("start_time_unix_nano", self.start, 0),
+            ("end_time_unix_nano", self.end, 0),
+            ("trace_id", self.trace_id, b""),
+            ("span_id", self.span_id, b""),
+            ("parent_span_id", self.parent_id, b""),
+            ("trace_state", self.trace_state, ""),
+            ("name", self.name, ""),
+            ("kind", self.kind, 0),
+        ]
         self.lists = [
             self.start,
             self.end,
@@ -124,42 +141,52 @@ class SpanColumns(Columns):
 
     def _add(self, data: bytes) -> None:
         request = parse(LeanTraceRequest, data)
+        columnar = parse(ColumnarTraceRequest, data)
         rs = self.rs
-        start_append, end_append = self.start.append, self.end.append
-        tid_append, sid_append = self.trace_id.append, self.span_id.append
-        pid_append, ts_append = self.parent_id.append, self.trace_state.append
-        name_append, kind_append = self.name.append, self.kind.append
-        status_append, status_of = self.status.append, self.statuses.__getitem__
-        rows = self.start
         attrs = self.attributes
-        ids, ids_extend, offsets_append = attrs.ids, attrs.ids.extend, attrs.offsets.append
-        attr_of = attrs.__getitem__
-        full: Any = None  # the request with all events and links, parsed only when needed
-        for ri, resource_spans in enumerate(request.resource_spans):
+        ids, offsets, attr_of = attrs.ids, attrs.offsets, attrs.__getitem__
+        full: Any = None  # the spans' events and links, parsed only when needed
+        for ri, (resource_spans, resource_columns) in enumerate(
+            zip(request.resource_spans, columnar.resource_spans, strict=True)
+        ):
             rs.start_resource(resource_spans.resource)
-            for si, scope_spans in enumerate(resource_spans.scope_spans):
-                spans = scope_spans.spans
-                rs.mark_rows(rs.start_scope(scope_spans.scope), len(spans))
-                first = len(rows)
-                for span in spans:
-                    start_append(span.start_time_unix_nano)
-                    end_append(span.end_time_unix_nano)
-                    tid_append(span.trace_id)
-                    sid_append(span.span_id)
-                    pid_append(span.parent_span_id)
-                    ts_append(span.trace_state or None)
-                    name_append(span.name)
-                    kind_append(span.kind)
-                    status_append(status_of(span.status))
-                    ids_extend(map(attr_of, span.attributes[:]))
-                    offsets_append(len(ids))
+            for si, (scope_spans, scope_columns) in enumerate(
+                zip(resource_spans.scope_spans, resource_columns.scope_spans, strict=True)
+            ):
+                spans = scope_spans.spans[:]
+                count = len(spans)
+                rs.mark_rows(rs.start_scope(scope_spans.scope), count)
+                first = len(self.start)
+                merged = scope_columns.spans
+                for name, target, default in self._columns:
+                    values = getattr(merged, name)
+                    if len(values) == count:
+                        target.extend(values)
+                    elif not values:
+                        target.extend(repeat(default, count))
+                    else:  # set on some spans only: read span by span
+                        target.extend(map(attrgetter(name), spans))
+                statuses = merged.status
+                if not statuses:
+                    self.status.extend(repeat(self.statuses[b""], count))
+                else:
+                    source = statuses if len(statuses) == count else map(_STATUS, spans)
+                    self.status.extend(map(self.statuses.__getitem__, source))
+                # The scope's attributes as one flat column; each span's count ends its row.
+                offsets.extend(
+                    islice(accumulate(map(len, map(_ATTRIBUTES, spans)), initial=len(ids)), 1, None)
+                )
+                ids.extend(map(attr_of, merged.attributes[:]))
+                if not (merged.events or merged.links):
+                    continue
+                full = full or parse(ExtrasTraceRequest, data)
+                whole_spans = full.resource_spans[ri].scope_spans[si].spans
+                for j, span in enumerate(spans):
                     if span.events or span.links:
-                        row = len(rows) - 1
-                        full = full or parse(FullTraceRequest, data)
-                        whole = full.resource_spans[ri].scope_spans[si].spans[row - first]
+                        whole = whole_spans[j]
                         self.extras.append(
                             (
-                                row,
+                                first + j,
                                 events_json(whole.events) if whole.events else _NO_ITEMS,
                                 links_json(whole.links) if whole.links else _NO_ITEMS,
                             )
@@ -178,7 +205,7 @@ class SpanColumns(Columns):
             hex_ids(self.trace_id, empty_is_null=False),
             hex_ids(self.span_id, empty_is_null=False),
             hex_ids(self.parent_id),
-            pa.array(self.trace_state, pa.string()),
+            empty_to_null(pa.array(self.trace_state, pa.string())),
             pa.array(self.name, pa.string()),
             enum_names(self.kind, KINDS),
             enum_names(status_codes, STATUS_CODES).take(status_ids),

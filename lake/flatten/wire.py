@@ -13,6 +13,7 @@ plain ``int32`` (same varint encoding), so unknown enum values survive as number
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -60,13 +61,27 @@ def _reachable(root: Descriptor) -> list[Descriptor]:
     return list(seen.values())
 
 
-def mirror(root: Descriptor, package: str, singular: frozenset[str] = frozenset()) -> Any:
+def mirror(
+    root: Descriptor,
+    package: str,
+    singular: frozenset[str] = frozenset(),
+    only: Mapping[str, frozenset[str]] | None = None,
+    repeated: frozenset[str] = frozenset(),
+) -> Any:
     """A message class wire-compatible with ``root`` whose opaque leaves are ``bytes``.
 
     Repeated fields named in ``singular`` (``message.full_name`` + "." + field name) are
     declared singular: reading one then costs a plain attribute access instead of building a
     container, and gives the last element (protobuf keeps the last value of a repeated
     singular field) or empty, which is enough to tell whether there are any.
+
+    ``only`` maps a message's full name to the fields to declare; its other fields are left
+    out and parsed as unknown fields (kept as raw bytes, never turned into values).
+
+    Every field of a message named in ``repeated`` is declared repeated. Declared singular,
+    a repeated field of that message type then parses as *one* message: the wire format merges
+    the occurrences of a singular sub-message, concatenating their repeated fields, so each
+    field reads back as a column over all the elements (see :data:`ColumnarTraceRequest`).
     """
     file = descriptor_pb2.FileDescriptorProto(
         name=f"{package.replace('.', '/')}.proto", package=package, syntax="proto3"
@@ -77,9 +92,15 @@ def mirror(root: Descriptor, package: str, singular: frozenset[str] = frozenset(
         proto.name = _local_name(message.full_name)
         del proto.nested_type[:]
         del proto.enum_type[:]
+        if only is not None and message.full_name in only:
+            kept = [f for f in proto.field if f.name in only[message.full_name]]
+            del proto.field[:]
+            proto.field.extend(kept)
         for f in proto.field:
             if f"{message.full_name}.{f.name}" in singular:
                 f.label = _F.LABEL_OPTIONAL
+            if message.full_name in repeated:
+                f.label = _F.LABEL_REPEATED
             if f.type == _F.TYPE_MESSAGE:
                 target = f.type_name.lstrip(".")
                 if target in OPAQUE:
@@ -107,6 +128,31 @@ LeanTraceRequest = mirror(
         {"opentelemetry.proto.trace.v1.Span.events", "opentelemetry.proto.trace.v1.Span.links"}
     ),
 )
+#: Span fields as columns: ``scope_spans.spans`` is one merged message whose fields each list
+#: the value of every span that has that field set, in span order. A column as long as the
+#: scope's span count holds every span's value (a conforming encoder writes a set field once
+#: per span); an empty one says no span has it; any other length needs the per-span reads.
+ColumnarTraceRequest = mirror(
+    ExportTraceServiceRequest.DESCRIPTOR,
+    "emberlake.columnar.trace",
+    singular=frozenset({"opentelemetry.proto.trace.v1.ScopeSpans.spans"}),
+    only={
+        "opentelemetry.proto.trace.v1.ResourceSpans": frozenset({"scope_spans"}),
+        "opentelemetry.proto.trace.v1.ScopeSpans": frozenset({"spans"}),
+    },
+    repeated=frozenset({"opentelemetry.proto.trace.v1.Span"}),
+)
 FullTraceRequest = mirror(ExportTraceServiceRequest.DESCRIPTOR, "emberlake.full.trace")
+#: The spans' events and links only (same span positions as the lean mirror): about half the
+#: cost of parsing the whole request again.
+ExtrasTraceRequest = mirror(
+    ExportTraceServiceRequest.DESCRIPTOR,
+    "emberlake.extras.trace",
+    only={
+        "opentelemetry.proto.trace.v1.ResourceSpans": frozenset({"scope_spans"}),
+        "opentelemetry.proto.trace.v1.ScopeSpans": frozenset({"spans"}),
+        "opentelemetry.proto.trace.v1.Span": frozenset({"events", "links"}),
+    },
+)
 LeanLogsRequest = mirror(ExportLogsServiceRequest.DESCRIPTOR, "emberlake.lean.logs")
 LeanMetricsRequest = mirror(ExportMetricsServiceRequest.DESCRIPTOR, "emberlake.lean.metrics")
