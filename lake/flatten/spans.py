@@ -8,6 +8,7 @@ from itertools import accumulate, islice, repeat
 from operator import attrgetter
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
@@ -221,11 +222,14 @@ class SpanColumns(Columns):
 
     def _extras_columns(self) -> tuple[pa.Array, pa.Array]:
         """The events and links columns: "[]" but for the spans that have any."""
-        events = [_NO_ITEMS] * len(self.start)
-        links = events.copy()
-        for row, event_json, link_json in self.extras:
-            events[row], links[row] = event_json, link_json
-        return pa.array(events, pa.string()), pa.array(links, pa.string())
+        # Each column is a take from ["[]", the few JSON texts]: row i picks text k+1 if it
+        # is the k-th span with extras, else "[]" (no Python string per row).
+        picks = np.zeros(len(self.start), np.int32)
+        picks[[row for row, _, _ in self.extras]] = np.arange(1, len(self.extras) + 1)
+        indices = pa.array(picks)
+        events = pa.array([_NO_ITEMS, *(e for _, e, _ in self.extras)], pa.string())
+        links = pa.array([_NO_ITEMS, *(lk for _, _, lk in self.extras)], pa.string())
+        return events.take(indices), links.take(indices)
 
 
 def flatten_spans(requests: Iterable[bytes | Any]) -> pa.Table:
