@@ -159,6 +159,8 @@ class AgentSettings:
     anthropic_max_retries: int = 2
     #: How often the agent worker looks for open investigations and pending approvals.
     worker_poll_seconds: float = 2.0
+    #: A worker's lease on a session it steps; renewed every third of this, taken over after it.
+    session_lease_seconds: float = 30.0
     shell_timeout_seconds: float = 20.0
     shell_memory_mb: int = 512
     shell_max_processes: int = 64

@@ -1,5 +1,6 @@
 """Durable, content-addressed agent sessions: objects, snapshots, stores, forks and references."""
 
+from .leases import Lease, LeaseKeeper, SessionLeases
 from .objects import (
     Descriptor,
     SessionObject,
@@ -28,9 +29,12 @@ __all__ = [
     "TERMINAL",
     "Descriptor",
     "Head",
+    "Lease",
+    "LeaseKeeper",
     "ObjectStore",
     "PendingApproval",
     "SessionObject",
+    "SessionLeases",
     "SessionState",
     "SessionStore",
     "Snapshot",

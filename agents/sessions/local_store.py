@@ -79,6 +79,12 @@ class LocalObjectStore(KeyValueStore):
         os.replace(staged, target)
         self._sync_dir(target.parent)
 
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+
     def list(self, prefix: str) -> Iterator[str]:
         base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
         if not base.is_dir():

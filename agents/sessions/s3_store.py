@@ -111,6 +111,17 @@ class S3ObjectStore(KeyValueStore):
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(f"write of {key}", exc) from None
 
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if self._code(exc) not in _ABSENT:
+                raise self._fail(f"delete of {key}", exc) from None
+        except BotoCoreError as exc:
+            raise self._fail(f"delete of {key}", exc) from None
+
     def list(self, prefix: str) -> Iterator[str]:
         from botocore.exceptions import BotoCoreError, ClientError
 

@@ -10,7 +10,8 @@ A store holds two kinds of entries under string keys:
   ``If-None-Match: *``; on a local folder an exclusive hard link.
 
 Named references are the only overwritable entries (``write``): labels, never the source of
-truth for a session's order.
+truth for a session's order. ``delete`` removes entries nobody needs any more (old lease epochs,
+see ``leases.py``); nothing may rely on a deleted slot staying absent.
 
 Backends are chosen by URL: a folder path or ``file://`` (default), or ``s3://bucket/prefix``.
 """
@@ -50,6 +51,10 @@ class ObjectStore(Protocol):
 
     def write(self, key: str, data: bytes) -> None:
         """Overwrite the entry at ``key`` (references only)."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the entry at ``key`` if it is there."""
         ...
 
     def list(self, prefix: str) -> Iterator[str]:
@@ -93,6 +98,9 @@ class KeyValueStore:
         raise NotImplementedError
 
     def write(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
         raise NotImplementedError
 
     def list(self, prefix: str) -> Iterator[str]:

@@ -11,6 +11,7 @@ import pytest
 
 from agents.sessions import (
     ObjectStore,
+    SessionLeases,
     SessionState,
     SessionStore,
     Usage,
@@ -40,6 +41,10 @@ def check_create_if_absent(store: ObjectStore) -> None:
     store.write("refs/x", b"2")
     assert store.read("refs/x") == b"2"
     assert sorted(store.list("slots/")) == ["slots/a"]
+    store.delete("refs/x")
+    store.delete("refs/x")  # deleting what is not there is fine
+    assert store.read("refs/x") is None
+    assert list(store.list("refs/")) == []
 
 
 def check_threads_race(
@@ -111,3 +116,84 @@ def check_sessions_fork_refs(store: ObjectStore) -> None:
     assert sessions.sessions() == ["acme/s1", "acme/s1-fork"]
     assert sessions.sessions("acme") == ["acme/s1", "acme/s1-fork"]
     assert sessions.sessions("zeta") == []
+
+
+class Clock:
+    """A wall clock the test moves."""
+
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def check_leases(store: ObjectStore) -> None:
+    """Acquire, renew, release and take over an expired lease; the chain of epochs stays short."""
+    clock = Clock()
+    a = SessionLeases(store, "worker-a", seconds=30, clock=clock)
+    b = SessionLeases(store, "worker-b", seconds=30, clock=clock)
+    sid = "acme/s1"
+    assert a.current(sid) is None
+    lease = a.acquire(sid)
+    assert lease is not None and (lease.holder, lease.epoch) == ("worker-a", 1)
+    assert b.acquire(sid) is None
+    clock.now += 20
+    renewed = a.renew(lease)
+    assert renewed is not None and renewed.expires_at == clock.now + 30
+    clock.now += 20  # past the first expiry, within the renewed one
+    assert b.acquire(sid) is None
+    # Released: the other takes it at once.
+    assert a.release(renewed) is True
+    current = b.current(sid)
+    assert current is not None and current.released and not current.live(clock.now)
+    taken = b.acquire(sid)
+    assert taken is not None and taken.holder == "worker-b"
+    # b stops renewing (it died): after its expiry a takes over, and b's late renewal loses.
+    clock.now += 31
+    again = a.acquire(sid)
+    assert again is not None and again.holder == "worker-a"
+    assert b.renew(taken) is None
+    assert b.release(taken) is False
+    current = a.current(sid)
+    assert current is not None and current.epoch == again.epoch and current.holder == "worker-a"
+    # Many renewals leave two epochs, and renewing from a long-gone epoch (which was pruned and
+    # so could be created again) does not count as holding the lease.
+    latest = again
+    for _ in range(6):
+        nxt = a.renew(latest)
+        assert nxt is not None
+        latest = nxt
+    assert len(list(store.list(f"sessions/{sid}/lease/"))) == 2
+    assert a.renew(again) is None
+    current = a.current(sid)
+    assert current is not None and current.epoch == latest.epoch
+    assert b.acquire(sid) is None
+    with pytest.raises(SessionError):
+        b.renew(latest)  # not b's lease
+
+
+def check_lease_race(
+    make_store: Callable[[], ObjectStore], workers: int = 6, sessions: int = 8
+) -> None:
+    """Workers racing for free and for expired leases: one holder per session each round."""
+    clock = Clock()
+    barrier = threading.Barrier(workers)
+
+    def worker(i: int) -> list[int]:
+        leases = SessionLeases(make_store(), f"w{i}", seconds=10, clock=clock)
+        barrier.wait()
+        return [n for n in range(sessions) if leases.acquire(f"acme/s{n}") is not None]
+
+    for _ in range(2):
+        with ThreadPoolExecutor(workers) as pool:
+            won = list(pool.map(worker, range(workers)))
+        per_session = Counter(n for w in won for n in w)
+        assert sorted(per_session) == list(range(sessions))
+        assert set(per_session.values()) == {1}
+        reader = SessionLeases(make_store(), "reader", clock=clock)
+        for i, w in enumerate(won):
+            for n in w:
+                current = reader.current(f"acme/s{n}")
+                assert current is not None and current.holder == f"w{i}"
+        clock.now += 11  # every lease expires: the next round takes them over

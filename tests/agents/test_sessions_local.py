@@ -27,6 +27,14 @@ def test_thread_race_has_one_winner_per_slot(tmp_path: Path) -> None:
     contract.check_threads_race(lambda: LocalObjectStore(tmp_path))
 
 
+def test_leases(tmp_path: Path) -> None:
+    contract.check_leases(LocalObjectStore(tmp_path))
+
+
+def test_lease_race_has_one_holder_per_session(tmp_path: Path) -> None:
+    contract.check_lease_race(lambda: LocalObjectStore(tmp_path))
+
+
 def _race(args: tuple[str, int]) -> list[int]:
     root, me = args
     store = LocalObjectStore(Path(root))

@@ -65,6 +65,14 @@ def test_thread_race_has_one_winner_per_slot(s3_endpoint: str, bucket: str) -> N
     contract.check_threads_race(lambda: store(s3_endpoint, bucket), writers=4, keys=15)
 
 
+def test_leases(s3_endpoint: str, bucket: str) -> None:
+    contract.check_leases(store(s3_endpoint, bucket))
+
+
+def test_lease_race_has_one_holder_per_session(s3_endpoint: str, bucket: str) -> None:
+    contract.check_lease_race(lambda: store(s3_endpoint, bucket), workers=4, sessions=5)
+
+
 def test_sessions_forks_and_refs(s3_endpoint: str, bucket: str) -> None:
     contract.check_sessions_fork_refs(store(s3_endpoint, bucket))
 
