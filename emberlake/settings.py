@@ -115,6 +115,12 @@ class LakeSettings:
     layout_min_partition_bytes: int = 16 * 1024 * 1024
     #: How far back the layout policy reads the query log.
     layout_querylog_seconds: float = 86400.0
+    #: What opening one more file costs a scan, in bytes it could have read meanwhile (an
+    #: engine and storage constant, like Spark's openCostInBytes): the layout policy weighs
+    #: the files a partition change adds against the bytes it lets queries skip.
+    layout_file_open_bytes: int = 4 * 1024 * 1024
+    #: The time window the layout policy assumes a time-filtered query reads.
+    layout_time_window_seconds: float = 3600.0
     #: Unreferenced files younger than this are kept: a writer may be about to commit them.
     orphan_min_age_seconds: float = 600.0
     orphan_interval_seconds: float = 3600.0

@@ -282,6 +282,9 @@ def thresholds_from(settings: Settings) -> PolicyThresholds:
         min_queries=lake.layout_min_queries,
         max_trace_buckets=lake.layout_max_trace_buckets,
         min_partition_bytes=lake.layout_min_partition_bytes,
+        file_open_bytes=lake.layout_file_open_bytes,
+        target_file_bytes=lake.compact_target_file_bytes,
+        time_window_seconds=lake.layout_time_window_seconds,
     )
 
 

@@ -1,14 +1,17 @@
-"""Adaptive partitioning: table statistics, query-log analysis and the layout policy (pure).
+"""Adaptive partitioning: table statistics, query-log analysis, a workload cost model and the
+layout policy (pure).
 
 Nothing here touches a catalog, a file or a query engine: ``lake/layout.py`` collects
 :class:`TableStats` from Iceberg and query records from the query log, and applies the
 :class:`Proposal` that :func:`propose` returns.
 """
 
+from lake.partitioning.cost import CostModel, LayoutCost, query_cost, workload_cost
 from lake.partitioning.policy import LayoutChange, PolicyThresholds, Proposal, propose
 from lake.partitioning.querylog import (
     ColumnUsage,
     QueryRecord,
+    QueryShape,
     SqlUsage,
     Workload,
     analyze_sql,
@@ -26,14 +29,17 @@ from lake.partitioning.stats import (
 
 __all__ = [
     "ColumnUsage",
+    "CostModel",
     "DayStats",
     "Layout",
     "LayoutChange",
+    "LayoutCost",
     "LayoutField",
     "PartitionStats",
     "PolicyThresholds",
     "Proposal",
     "QueryRecord",
+    "QueryShape",
     "SortKey",
     "SqlUsage",
     "TableStats",
@@ -41,5 +47,7 @@ __all__ = [
     "analyze_sql",
     "day_stats",
     "propose",
+    "query_cost",
     "summarize",
+    "workload_cost",
 ]

@@ -2,10 +2,16 @@
 
 The rules are the ones a data engineer applies by hand, each with a threshold from settings:
 
+- **Workload cost.** With enough logged queries, every partition change must also cut the
+  workload's estimated cost (files opened x ``file_open_bytes`` + bytes read, see
+  :mod:`lake.partitioning.cost`) by ``min_cost_gain``: finer partitions help the queries that
+  filter on them and cost every other query the extra files it opens.
 - **Time granularity.** ``day`` → ``hour`` on the event-time column once one day holds more than
-  ``day_split_bytes`` (an hour-window query then reads 1/24 of it); back to ``day`` when the
-  largest day has shrunk below a quarter of that (the gap keeps the layout from flapping); a table
-  not partitioned by time at all gets ``day`` (or ``hour`` if already large).
+  ``day_split_bytes`` (an hour-window query then reads 1/24 of it) and, given a workload, the
+  time-filtered queries gain more than full scans and lookups lose; back to ``day`` when the
+  largest day has shrunk below a quarter of that (the gap keeps the layout from flapping) or the
+  hours cost the workload more than days would; a table not partitioned by time at all gets
+  ``day`` (or ``hour`` if already large).
 - **Service.** ``identity(service_name)`` when a table has few services (``<= max_services``) and
   at least ``filter_share`` of its queries filter on the service; removed again if the number of
   services grows past twice the limit (partitions would become tiny).
@@ -21,6 +27,10 @@ The rules are the ones a data engineer applies by hand, each with a threshold fr
   chosen. Sorting keeps the min/max ranges of compacted files and row groups narrow, so file and
   row-group pruning works for that filter.
 
+- **Bloom filters.** On ``trace_id`` when at least ``filter_share`` of the queries look traces
+  up by id and the data is not sorted by it (removed below half that share): compacted files
+  then carry Parquet Bloom filters, and a lookup skips every row group without the id.
+
 Nothing is proposed without enough evidence (``min_queries`` logged queries for workload rules).
 Every change carries a human-readable reason and the numbers behind it.
 """
@@ -31,11 +41,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from lake.partitioning.cost import SERVICE_COLUMN, TRACE_COLUMN, CostModel, workload_cost
 from lake.partitioning.querylog import Workload
 from lake.partitioning.stats import Layout, LayoutField, SortKey, TableStats
-
-SERVICE_COLUMN = "service_name"
-TRACE_COLUMN = "trace_id"
 
 Evidence = Mapping[str, int | float | str]
 
@@ -51,13 +59,23 @@ class PolicyThresholds:
     max_trace_buckets: int = 16
     #: A partition field is only added if partitions stay at least this large on average.
     min_partition_bytes: int = 16 * 1024 * 1024
+    #: The cost model's constants (see lake.partitioning.cost).
+    file_open_bytes: int = 4 * 1024 * 1024
+    target_file_bytes: int = 128 * 1024 * 1024
+    time_window_seconds: float = 3600.0
+    #: With a workload logged, a partition change must cut its estimated cost by this share.
+    min_cost_gain: float = 0.1
+
+    @property
+    def cost_model(self) -> CostModel:
+        return CostModel(self.file_open_bytes, self.target_file_bytes, self.time_window_seconds)
 
 
 @dataclass(frozen=True)
 class LayoutChange:
     """One proposed change to a partition spec or sort order, with why and on what evidence."""
 
-    kind: str  # "partition" or "sort"
+    kind: str  # "partition", "sort" or "bloom"
     action: str  # "add", "remove" or "replace"
     before: str | None
     after: str | None
@@ -151,8 +169,41 @@ def partition_bytes(layout: Layout, stats: TableStats) -> int:
     return int(day_bytes(stats) / fanout(layout, stats))
 
 
+def _cost_gate(
+    stats: TableStats,
+    workload: Workload,
+    before: Layout,
+    after: Layout,
+    t: PolicyThresholds,
+    evidence: dict[str, int | float | str],
+) -> bool | None:
+    """Whether ``after`` cuts the workload's estimated cost by ``min_cost_gain`` (None: too few
+    logged queries to tell); the estimates go into ``evidence``."""
+    if workload.queries < t.min_queries or not workload.shapes:
+        return None
+    day = day_bytes(stats)
+    old = workload_cost(workload, before, stats, day, t.cost_model)
+    new = workload_cost(workload, after, stats, day, t.cost_model)
+    evidence["workload_cost_before"] = round(old.cost)
+    evidence["workload_cost_after"] = round(new.cost)
+    evidence["files_opened_before"] = round(old.files)
+    evidence["files_opened_after"] = round(new.files)
+    evidence["file_open_bytes"] = t.file_open_bytes
+    return new.cost <= (1.0 - t.min_cost_gain) * old.cost
+
+
+def _cost_words(evidence: Evidence) -> str:
+    if "workload_cost_before" not in evidence:
+        return ""
+    before, after = float(evidence["workload_cost_before"]), float(evidence["workload_cost_after"])
+    return (
+        f"; the logged queries would open {evidence['files_opened_after']} files instead of "
+        f"{evidence['files_opened_before']} (estimated cost {_size(after)} vs {_size(before)})"
+    )
+
+
 def _time_rule(
-    stats: TableStats, layout: Layout, t: PolicyThresholds
+    stats: TableStats, workload: Workload, layout: Layout, t: PolicyThresholds
 ) -> tuple[Layout, LayoutChange | None]:
     column = stats.time_column
     if column is None or column not in stats.columns or stats.rows == 0:
@@ -180,24 +231,34 @@ def _time_rule(
         )
     if current.transform in {"day", "month", "year"} and largest_bytes >= t.day_split_bytes:
         new = LayoutField(column, "hour")
+        target = layout.without(current).with_field(new)
+        # Hourly files are smaller and more: worth it only if the logged queries' time windows
+        # gain more than their full scans and lookups lose.
+        if _cost_gate(stats, workload, layout, target, t, evidence) is False:
+            return layout, None
         reason = (
             f"a day holds {_size(largest_bytes)} (>= {_size(t.day_split_bytes)}): "
             f"hourly partitions let an hour-window query read about 1/24 of a day"
+            + _cost_words(evidence)
         )
-        return layout.without(current).with_field(new), LayoutChange(
+        return target, LayoutChange(
             "partition", "replace", str(current), str(new), reason, evidence
         )
-    if (
-        current.transform == "hour"
-        and len(stats.days) >= 1
-        and (largest_bytes < t.day_split_bytes / 4)
-    ):
+    if current.transform == "hour" and len(stats.days) >= 1:
         new = LayoutField(column, "day")
-        reason = (
-            f"the largest day holds only {_size(largest_bytes)} "
-            f"(< 1/4 of {_size(t.day_split_bytes)}): hourly partitions would stay small files"
-        )
-        return layout.without(current).with_field(new), LayoutChange(
+        target = layout.without(current).with_field(new)
+        if largest_bytes < t.day_split_bytes / 4:
+            reason = (
+                f"the largest day holds only {_size(largest_bytes)} "
+                f"(< 1/4 of {_size(t.day_split_bytes)}): hourly partitions would stay small files"
+            )
+        elif _cost_gate(stats, workload, layout, target, t, evidence):
+            reason = "hourly files cost the logged queries more than they prune" + _cost_words(
+                evidence
+            )
+        else:
+            return layout, None
+        return target, LayoutChange(
             "partition", "replace", str(current), str(new), reason, evidence
         )
     return layout, None
@@ -239,12 +300,13 @@ def _service_rule(
         and share >= t.filter_share
         and 0 < stats.distinct_services <= t.max_services
         and partition_bytes(with_service, stats) >= t.min_partition_bytes
+        and _cost_gate(stats, workload, layout, with_service, t, evidence) is not False
     ):
         new = LayoutField(SERVICE_COLUMN, "identity")
         reason = (
             f"{usage.filtered} of {workload.queries} queries ({share:.0%}) filter on "
             f"{SERVICE_COLUMN} and there are only {stats.distinct_services} services: "
-            f"a service filter then reads only that service's files"
+            f"a service filter then reads only that service's files" + _cost_words(evidence)
         )
         return with_service, LayoutChange("partition", "add", None, str(new), reason, evidence)
     return layout, None
@@ -280,9 +342,12 @@ def _trace_rule(
         "partition_bytes_before": base,
         "min_partition_bytes": t.min_partition_bytes,
     }
+    if _cost_gate(stats, workload, layout, layout.with_field(new), t, evidence) is False:
+        return layout, None
     reason = (
         f"{usage.equality} of {workload.queries} queries ({share:.0%}) look up {TRACE_COLUMN} by "
         f"value: {n} hash buckets let a lookup read 1/{n} of each time partition"
+        + _cost_words(evidence)
     )
     return layout.with_field(new), LayoutChange(
         "partition", "add", None, str(new), reason, evidence
@@ -336,6 +401,47 @@ def _sort_rule(
     )
 
 
+def _bloom_rule(
+    stats: TableStats, workload: Workload, layout: Layout, t: PolicyThresholds
+) -> tuple[Layout, LayoutChange | None]:
+    """Bloom filters on trace ids when traces are looked up by id: min/max statistics of random
+    ids rule out nothing, a Bloom filter rules out almost every row group (for about 1.2 bytes
+    per distinct value at 1 % false positives)."""
+    if TRACE_COLUMN not in stats.columns or workload.queries < t.min_queries:
+        return layout, None
+    usage = workload.usage(TRACE_COLUMN)
+    share = workload.share(usage.equality)
+    evidence: dict[str, int | float | str] = {
+        "queries": workload.queries,
+        "trace_lookups": usage.equality,
+        "trace_lookup_share": round(share, 3),
+        "filter_share": t.filter_share,
+    }
+    has = TRACE_COLUMN in layout.bloom
+    # Sorted by trace id, files and row groups hold narrow id ranges: min/max already skip.
+    leads = bool(layout.sort) and layout.sort[0].source == TRACE_COLUMN
+    if not has and share >= t.filter_share and not leads:
+        reason = (
+            f"{usage.equality} of {workload.queries} queries ({share:.0%}) look up "
+            f"{TRACE_COLUMN} by value: Bloom filters in compacted files let a lookup skip the "
+            f"row groups without that id, which min/max statistics of random ids cannot"
+        )
+        after = (*layout.bloom, TRACE_COLUMN)
+        return layout.with_bloom(after), LayoutChange(
+            "bloom", "add", None, TRACE_COLUMN, reason, evidence
+        )
+    if has and (share < t.filter_share / 2 or leads):
+        reason = (
+            f"only {usage.equality} of {workload.queries} queries ({share:.0%}) look up "
+            f"{TRACE_COLUMN} by value: its Bloom filters no longer pay for themselves"
+        )
+        after = tuple(c for c in layout.bloom if c != TRACE_COLUMN)
+        return layout.with_bloom(after), LayoutChange(
+            "bloom", "remove", TRACE_COLUMN, None, reason, evidence
+        )
+    return layout, None
+
+
 def propose(
     stats: TableStats, workload: Workload, thresholds: PolicyThresholds | None = None
 ) -> Proposal:
@@ -343,12 +449,14 @@ def propose(
     t = thresholds or PolicyThresholds()
     layout = stats.layout
     changes: list[LayoutChange] = []
-    layout, change = _time_rule(stats, layout, t)
+    layout, change = _time_rule(stats, workload, layout, t)
     changes += [change] if change else []
     layout, change = _service_rule(stats, workload, layout, t)
     changes += [change] if change else []
     layout, change = _trace_rule(stats, workload, layout, t)
     changes += [change] if change else []
     layout, change = _sort_rule(stats, workload, layout, t)
+    changes += [change] if change else []
+    layout, change = _bloom_rule(stats, workload, layout, t)
     changes += [change] if change else []
     return Proposal(stats.table, stats.layout, layout, tuple(changes))

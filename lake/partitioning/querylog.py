@@ -192,6 +192,14 @@ class ColumnUsage:
 
 
 @dataclass(frozen=True)
+class QueryShape:
+    """Which columns one query compares by value and by range: what a layout can prune by."""
+
+    equality: frozenset[str] = frozenset()
+    range: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Workload:
     """Column usage and latency of the queries that read one table."""
 
@@ -200,6 +208,8 @@ class Workload:
     columns: Mapping[str, ColumnUsage] = field(default_factory=dict)
     mean_ms: float = 0.0
     p95_ms: float = 0.0
+    #: How many queries had each shape (a query without filters has the empty shape).
+    shapes: Mapping[QueryShape, int] = field(default_factory=dict)
 
     def usage(self, column: str) -> ColumnUsage:
         return self.columns.get(column, ColumnUsage(column))
@@ -216,6 +226,7 @@ def summarize(
     counts: dict[str, dict[str, int]] = {}
     latency_sums: dict[str, float] = {}
     latencies: list[float] = []
+    shapes: dict[QueryShape, int] = {}
     wanted = table.lower()
     for record in records:
         if not record.ok or record.at < since:
@@ -225,6 +236,11 @@ def summarize(
         if wanted not in tables:
             continue
         latencies.append(record.elapsed_ms)
+        shape = QueryShape(
+            frozenset(c for c, kinds in usage.filters.items() if EQUALITY in kinds),
+            frozenset(c for c, kinds in usage.filters.items() if RANGE in kinds),
+        )
+        shapes[shape] = shapes.get(shape, 0) + 1
         for column, kinds in usage.filters.items():
             c = counts.setdefault(column, {})
             c["filtered"] = c.get("filtered", 0) + 1
@@ -255,4 +271,5 @@ def summarize(
         columns=usages,
         mean_ms=sum(latencies) / len(latencies) if latencies else 0.0,
         p95_ms=latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else 0.0,
+        shapes=shapes,
     )

@@ -15,8 +15,9 @@ from lake.partitioning import (
     propose,
     summarize,
 )
+from lake.partitioning.cost import CostModel, query_cost
 from lake.partitioning.policy import trace_buckets
-from lake.partitioning.querylog import Workload
+from lake.partitioning.querylog import QueryShape, Workload
 
 MIB = 1024 * 1024
 COLUMNS = ("start_time", "end_time", "trace_id", "span_id", "name", "service_name", "status_code")
@@ -109,7 +110,9 @@ def test_hours_merge_back_into_days_only_well_below_the_split_threshold() -> Non
 
 
 def test_few_frequently_filtered_services_get_identity_partitions() -> None:
-    proposal = propose(stats([100 * MIB] * 3, services=5), workload(SERVICE, AGGREGATES), T)
+    # Large days (no hour split here): 600 MiB per service a day, in 5 files each.
+    big = dataclasses.replace(T, day_split_bytes=1 << 50)
+    proposal = propose(stats([3000 * MIB] * 3, services=5), workload(SERVICE, AGGREGATES), big)
     partition_changes = [c for c in proposal.changes if c.kind == "partition"]
     assert len(partition_changes) == 1
     change = partition_changes[0]
@@ -117,13 +120,22 @@ def test_few_frequently_filtered_services_get_identity_partitions() -> None:
     assert change.evidence["distinct_services"] == 5
     assert change.evidence["service_filters"] == 30
     assert change.evidence["service_filter_share"] == 0.5
-    assert "30 of 60 queries" in change.reason
+    assert change.evidence["workload_cost_after"] < 0.9 * change.evidence["workload_cost_before"]
+    assert "30 of 60 queries" in change.reason and "would open" in change.reason
     assert proposal.target.partition == (
         LayoutField("start_time", "day"),
         LayoutField("service_name", "identity"),
     )
     # Identity-partitioned columns are not sort keys: the sort order is not touched.
     assert [c.kind for c in proposal.changes] == ["partition"]
+
+
+def test_a_service_partition_that_only_adds_files_is_not_proposed() -> None:
+    # 100 MiB a day is one file: five service partitions would open five files where a
+    # scan of the day opens one, and sorting by service serves the service filters.
+    proposal = propose(stats([100 * MIB] * 3, services=5), workload(SERVICE, AGGREGATES), T)
+    assert proposal.target.partition == DAY_LAYOUT.partition
+    assert proposal.target.sort == (SortKey("service_name"), SortKey("start_time"))
 
 
 def test_many_services_are_not_partitioned_but_sorted() -> None:
@@ -181,7 +193,7 @@ def test_bucket_count_keeps_buckets_large_enough() -> None:
 def test_partitions_that_would_be_too_small_are_not_proposed() -> None:
     # 8 services share 100 MiB a day: 12.5 MiB per service partition, below 16 MiB.
     proposal = propose(stats([100 * MIB] * 3, services=8), workload(SERVICE, TRACE), T)
-    assert [c.kind for c in proposal.changes] == ["partition", "sort"]
+    assert [c.kind for c in proposal.changes] == ["partition", "sort", "bloom"]
     bucket = proposal.changes[0]
     assert bucket.after == "bucket[4](trace_id)"
     # As many service filters as trace lookups: the lower-cardinality column leads the sort.
@@ -195,19 +207,88 @@ def test_partitions_that_would_be_too_small_are_not_proposed() -> None:
 
 
 def test_all_rules_combine_and_every_change_has_a_reason() -> None:
-    proposal = propose(stats([2048 * MIB] * 2, services=4), workload(SERVICE, TRACE), T)
-    # hour: 85 MiB partitions; per service: 21 MiB; buckets would go below 16 MiB.
+    windows = (
+        "SELECT count(*) FROM spans WHERE start_time >= now() - INTERVAL 1 HOUR",
+        60,
+    )
+    proposal = propose(stats([2048 * MIB] * 2, services=4), workload(SERVICE, TRACE, windows), T)
+    # Hour windows dominate: 85 MiB hours, in 4 trace buckets of 21 MiB (16 would go below
+    # 16 MiB); service filters are served by sorting on the service (a partition per service
+    # would only add files).
     assert proposal.target.partition == (
         LayoutField("start_time", "hour"),
-        LayoutField("service_name"),
+        LayoutField("trace_id", "bucket[4]"),
     )
-    assert proposal.target.sort == (SortKey("trace_id"),)
+    assert proposal.target.sort == (SortKey("service_name"), SortKey("start_time"))
+    assert proposal.target.bloom == ("trace_id",)
+    assert [c.kind for c in proposal.changes] == ["partition", "partition", "sort", "bloom"]
     assert all(c.reason and c.evidence for c in proposal.changes)
-    service = next(c for c in proposal.changes if c.after == "service_name")
-    assert service.evidence["projected_partition_bytes"] == int(2048 * MIB / 24 / 4)
     as_dict = proposal.to_dict()
     assert as_dict["target"] == str(proposal.target)
-    assert len(as_dict["changes"]) == 3  # type: ignore[arg-type]
+    assert "bloom filters on [trace_id]" in str(as_dict["target"])
+    assert len(as_dict["changes"]) == 4  # type: ignore[arg-type]
+
+
+def test_hours_are_not_split_when_full_scans_and_lookups_pay_for_them() -> None:
+    # A small table (64 times smaller than the defaults aim at, thresholds scaled alike) whose
+    # day just passed the split threshold, queried by windows, services, trace ids and full
+    # scans: 24 files a day instead of 6 cost the lookups and scans more than windows gain.
+    scaled = dataclasses.replace(
+        T, day_split_bytes=8 * MIB, min_partition_bytes=MIB // 4, target_file_bytes=2 * MIB
+    )
+    full = ("SELECT service_name, count(*) FROM spans GROUP BY 1", 5)
+    window = ("SELECT count(*) FROM spans WHERE start_time >= now() - INTERVAL 1 HOUR", 10)
+    mix = workload(window, (SERVICE[0], 20), (TRACE[0], 10), full)
+    proposal = propose(stats([10 * MIB] * 2, services=8), mix, scaled)
+    assert proposal.target.partition == DAY_LAYOUT.partition
+    assert proposal.target.bloom == ("trace_id",)
+    # The same windows alone would split (they are what hourly partitions serve).
+    alone = propose(stats([10 * MIB] * 2, services=8), workload(window, window), scaled)
+    assert alone.target.partition == (LayoutField("start_time", "hour"),)
+    (split,) = [c for c in alone.changes if c.kind == "partition"]
+    assert split.evidence["files_opened_after"] < split.evidence["files_opened_before"]
+    # Without a query log the size rule alone decides, as before.
+    assert propose(stats([10 * MIB] * 2), Workload("spans"), scaled).target.partition == (
+        LayoutField("start_time", "hour"),
+    )
+
+
+def test_hours_merge_back_when_they_cost_the_workload_more() -> None:
+    hourly = Layout((LayoutField("start_time", "hour"),), (SortKey("start_time"),))
+    scans = ("SELECT service_name, count(*) FROM spans GROUP BY 1", 30)
+    merged = propose(stats([300 * MIB] * 3, layout=hourly), workload(scans), T)
+    assert merged.target.partition == (LayoutField("start_time", "day"),)
+    assert "cost the logged queries more" in merged.changes[0].reason
+
+
+def test_bloom_filters_follow_trace_lookups() -> None:
+    with_bloom = DAY_LAYOUT.with_bloom(("trace_id",))
+    kept = propose(stats([20 * MIB] * 3, layout=with_bloom), workload(TRACE, SERVICE), T)
+    assert kept.target.bloom == ("trace_id",)
+    # Sorted by trace id, min/max statistics already skip: no filters needed.
+    led = propose(stats([20 * MIB] * 3, layout=with_bloom), workload(TRACE, AGGREGATES), T)
+    assert led.target.sort[0] == SortKey("trace_id") and led.target.bloom == ()
+    gone = propose(stats([20 * MIB] * 3, layout=with_bloom), workload((TRACE[0], 2), AGGREGATES), T)
+    (change,) = [c for c in gone.changes if c.kind == "bloom"]
+    assert (change.action, change.before) == ("remove", "trace_id")
+    assert gone.target.bloom == ()
+
+
+def test_cost_model_counts_files_and_bytes() -> None:
+    model = CostModel(file_open_bytes=4 * MIB, target_file_bytes=128 * MIB)
+    data = stats([512 * MIB], services=8)
+    day = Layout((LayoutField("start_time", "day"),), (SortKey("service_name"),))
+    hour = Layout((LayoutField("start_time", "hour"),), (SortKey("service_name"),))
+    scan, window = QueryShape(), QueryShape(range=frozenset({"start_time"}))
+    assert query_cost(scan, day, data, 512 * MIB, model).files == 4
+    assert query_cost(scan, hour, data, 512 * MIB, model).files == 24
+    assert query_cost(window, hour, data, 512 * MIB, model).files == 1
+    assert query_cost(window, hour, data, 512 * MIB, model).bytes == 512 * MIB / 24
+    # Sorted by service only (time not a sort key): a window reads the whole day.
+    assert query_cost(window, day, data, 512 * MIB, model).bytes == 512 * MIB
+    lookup = QueryShape(equality=frozenset({"service_name"}))
+    one = query_cost(lookup, day, data, 512 * MIB, model)
+    assert (one.files, one.bytes) == (1, 64 * MIB)
 
 
 def test_an_unpartitioned_table_gets_a_time_partition() -> None:
