@@ -7,6 +7,10 @@ refers to yet, so a step that crashes anywhere leaves the session exactly at N a
 again. A step that loses the CAS (another worker wrote N+1 first) throws its work away and starts
 over from the new head; the winner's transcript is the only one there is.
 
+Workers that share a store lease a session before stepping it (``agents/sessions/leases.py``), so
+normally one asks the model per step; the lease only saves that work, the CAS is still the guard.
+A step whose lease was lost does not retry a lost CAS, and a run stops before its next step.
+
 Tools must therefore tolerate running twice for the same call (the resource tool creates with
 client-chosen ids, approvals are keyed by session and call). The built-in offline investigator is
 deterministic, so a resumed session reads exactly like an uninterrupted one.
@@ -180,10 +184,24 @@ class Engine:
     def _stop(state: SessionState, why: str) -> Transition:
         return Transition((), replace(state, status="stopped", reason=why))
 
+    def can_advance(self, head: Head) -> bool:
+        """False when stepping would do nothing: finished, or waiting on undecided approvals."""
+        if head.state.terminal:
+            return False
+        if not head.state.pending:
+            return True
+        return any(
+            self.approvals.decision(p.approval).state != "PENDING" for p in head.state.pending
+        )
+
     # Steps -----------------------------------------------------------------------------------
 
-    def step(self, session_id: str) -> StepOutcome:
-        """Advance the session by one cycle, retrying from the new head whenever a CAS is lost."""
+    def step(self, session_id: str, leased: Callable[[], bool] | None = None) -> StepOutcome:
+        """Advance the session by one cycle, retrying from the new head whenever a CAS is lost.
+
+        ``leased`` says whether this worker still holds the session's lease; once it does not, a
+        lost CAS is not retried (the new holder does the step).
+        """
         conflicts = 0
         while True:
             head = self.sessions.head(session_id)
@@ -211,14 +229,32 @@ class Engine:
                 self.budget.ledger.record_discarded(head.state.tenant, session_id, spent)
             if conflicts >= self.max_conflicts:
                 raise RuntimeError(f"session {session_id}: lost {conflicts} races in a row")
+            if leased is not None and not leased():
+                head = self.sessions.head(session_id)
+                return StepOutcome(
+                    session_id,
+                    head.seq,
+                    head.state.status,
+                    False,
+                    conflicts,
+                    "the lease was lost; its new holder steps the session",
+                )
 
-    def run(self, session_id: str, max_cycles: int | None = None) -> StepOutcome:
-        """Step until the session finishes, stops, or waits on a person."""
-        outcome = self.step(session_id)
+    def run(
+        self,
+        session_id: str,
+        max_cycles: int | None = None,
+        leased: Callable[[], bool] | None = None,
+    ) -> StepOutcome:
+        """Step until the session finishes, stops, waits on a person, or ``leased()`` is False."""
+        outcome = self.step(session_id, leased)
         cycles = 1
         while outcome.advanced and outcome.status == "running":
             if max_cycles is not None and cycles >= max_cycles:
                 break
-            outcome = self.step(session_id)
+            if leased is not None and not leased():
+                log.info("session %s: lease lost, leaving the next step to its holder", session_id)
+                break
+            outcome = self.step(session_id, leased)
             cycles += 1
         return outcome

@@ -11,14 +11,23 @@ Each poll it
 
 All progress lives in the session store, so a worker killed at any moment loses at most the step
 it was in, and any worker (this one restarted, or another) carries on from the last snapshot.
-Several workers may run at once: the compare-and-swap on each step keeps one transcript.
+
+Several workers may run at once. Each takes a session's lease before stepping it and skips
+sessions another live worker holds, so one model call is made per step; the lease is renewed on a
+timer while the worker steps and released when the session finishes, waits or fails a step, and a
+killed worker's leases expire after ``agents.session_lease_seconds``. The compare-and-swap on each
+step still keeps one transcript whatever the leases say (see ``agents/sessions/leases.py``).
+A waiting session is leased only once one of its approvals is decided.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +39,14 @@ from agents.budget import Budget, UsageLedger
 from agents.engine import Engine, StepOutcome
 from agents.llm import Model, model_for
 from agents.resources.client import ResourceClient
-from agents.sessions import SessionState, SessionStore, store_for, system_prompt, user_message
+from agents.sessions import (
+    SessionLeases,
+    SessionState,
+    SessionStore,
+    store_for,
+    system_prompt,
+    user_message,
+)
 from agents.tools.base import Toolbox
 from agents.tools.resources import ResourcesTool
 from agents.tools.sandbox import BubblewrapSandbox, Limits, scratch_root_for
@@ -54,6 +70,8 @@ class Pass:
     started: list[str] = field(default_factory=list)
     outcomes: dict[str, StepOutcome] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: Sessions left alone: leased by another worker.
+    skipped: list[str] = field(default_factory=list)
 
 
 class Worker:
@@ -66,8 +84,11 @@ class Worker:
         resources_for: Callable[[str], ResourceClient],
         tenants: Callable[[], Iterable[str]],
         poll_seconds: float = 2.0,
+        leases: SessionLeases | None = None,
     ):
         self.sessions = sessions
+        #: None steps sessions without leases (one worker alone, or tests of the CAS itself).
+        self.leases = leases
         self.engine = engine
         self.resources_for = resources_for
         self.tenants = tenants
@@ -143,11 +164,13 @@ class Worker:
                 log.warning("cannot list investigations of %s: %s", tenant, exc)
         for session_id in self.active():
             try:
-                outcome = self.engine.run(session_id)
+                outcome = self._advance(session_id, done)
             except EmberlakeError as exc:
                 # The step left nothing behind; it runs again from the same snapshot next poll.
                 done.errors[session_id] = str(exc)
                 log.warning("session %s: step failed, will retry: %s", session_id, exc)
+                continue
+            if outcome is None:
                 continue
             done.outcomes[session_id] = outcome
             if outcome.advanced:
@@ -159,6 +182,21 @@ class Worker:
                     outcome.reason,
                 )
         return done
+
+    def _advance(self, session_id: str, done: Pass) -> StepOutcome | None:
+        """Run the session under its lease; None if another worker holds it."""
+        if self.leases is None:
+            return self.engine.run(session_id)
+        head = self.sessions.head(session_id)
+        if not self.engine.can_advance(head):
+            # Waiting on a person: nothing to do, so no lease to write.
+            return StepOutcome(session_id, head.seq, head.state.status, False, 0, head.state.reason)
+        lease = self.leases.acquire(session_id)
+        if lease is None:
+            done.skipped.append(session_id)
+            return None
+        with self.leases.keep(lease) as keeper:
+            return self.engine.run(session_id, leased=lambda: keeper.held)
 
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -237,13 +275,20 @@ def build_worker(
         Budget(UsageLedger(sessions), settings.agents.tenant_token_budget),
         max_steps=settings.agents.max_steps,
     )
+    leases = SessionLeases(sessions.store, holder_id(), settings.agents.session_lease_seconds)
     return Worker(
         sessions,
         engine,
         resources_for,
         lambda: tenants_of(settings),
         settings.agents.worker_poll_seconds,
+        leases,
     )
+
+
+def holder_id() -> str:
+    """This worker's name on leases: unique per process, readable for people looking at one."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def _folder(subject: str) -> str:

@@ -25,7 +25,8 @@ def make_settings(root: Path) -> Settings:
     return Settings(
         data_dir=str(root / "data"),
         queryd=QuerydSettings(port=free_port()),
-        agents=AgentSettings(worker_poll_seconds=0.2),
+        # Short leases: a restarted worker takes over the killed one's session soon.
+        agents=AgentSettings(worker_poll_seconds=0.2, session_lease_seconds=2.0),
     )
 
 
