@@ -68,7 +68,7 @@ from pyiceberg.typedef import Record
 from emberlake.errors import LakeError
 from emberlake.settings import Settings
 from lake.datafiles import conform
-from lake.layout import bloom_filter_columns, pin_partition_spec
+from lake.layout import bloom_filter_columns, pin_partition_spec, time_column_of
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,11 @@ class CompactionOptions:
     min_files: int = 4
     #: Rewrite small files of older partition specs even when fewer than min_files.
     migrate_specs: bool = True
+    #: A rewrite group takes up to this many target files of input and sorts it as a whole, so
+    #: its output files hold consecutive ranges of the sort keys (a service's rows in one or
+    #: two files, not spread over all): file-level pruning by the leading key works. Bounded
+    #: because the group is sorted in memory.
+    group_target_files: int = 4
     #: Row groups per rewritten file of the target size. Sorted data in several row groups lets
     #: DuckDB skip row groups by their min/max statistics within one file (a file holding one
     #: row group can only be skipped whole); rows per group follow from the data's bytes per row.
@@ -172,8 +177,13 @@ def ensure_compaction_properties(table: Table, attempts: int = 8) -> None:
 
 
 def plan_compaction(table: Table, options: CompactionOptions) -> list[CompactionBin]:
-    """Bins of small files, per partition, each at most about one target file of input."""
+    """Bins of small files, per partition, each at most ``group_target_files`` target files of
+    input; a partition's files are taken in event-time order, so each bin covers a contiguous
+    stretch of time and time-window pruning keeps working across bins."""
     current_spec = table.spec().spec_id
+    group_bytes = options.target_file_bytes * max(1, options.group_target_files)
+    time_column = time_column_of(table)
+    time_id = table.schema().find_field(time_column).field_id if time_column else None
     groups: dict[tuple[int, tuple[object, ...]], list[DataFile]] = {}
     for task in table.scan().plan_files():
         f = task.file
@@ -188,8 +198,8 @@ def plan_compaction(table: Table, options: CompactionOptions) -> list[Compaction
             continue
         current: list[DataFile] = []
         size = 0
-        for f in sorted(files, key=lambda f: f.file_path):
-            if current and size + f.file_size_in_bytes > options.target_file_bytes:
+        for f in sorted(files, key=lambda f: (_time_lower(f, time_id), f.file_path)):
+            if current and size + f.file_size_in_bytes > group_bytes:
                 bins.append(CompactionBin(spec_id, partition, tuple(current)))
                 current, size = [], 0
             current.append(f)
@@ -198,6 +208,13 @@ def plan_compaction(table: Table, options: CompactionOptions) -> list[Compaction
             bins.append(CompactionBin(spec_id, partition, tuple(current)))
     # A lone small file of the current spec gains nothing from being rewritten.
     return [b for b in bins if len(b.files) > 1 or b.spec_id != current_spec]
+
+
+def _time_lower(data_file: DataFile, field_id: int | None) -> int:
+    """The file's lower event-time bound (microseconds; Iceberg stores it as 8 little-endian
+    bytes), for ordering; files without one come first."""
+    raw = (data_file.lower_bounds or {}).get(field_id) if field_id is not None else None
+    return int.from_bytes(raw, "little", signed=True) if raw else -(1 << 63)
 
 
 def sort_rows(table: Table, rows: pa.Table) -> pa.Table:

@@ -198,3 +198,37 @@ def test_rewritten_files_have_row_groups_bloom_filters_and_sorting_metadata(
     ).fetchone()
     assert hits is not None and hits[0] >= 1
     assert sorted(seqs_in(table)) == list(range(400))
+
+
+def test_a_rewrite_group_is_sorted_as_a_whole_into_consecutive_key_ranges(
+    tmp_path: Path,
+) -> None:
+    table = create_spans(_catalog(tmp_path))
+    appender = SpanAppender(_catalog(tmp_path))
+    for start in range(0, 400, 20):  # one day, every batch holding all five services
+        appender.append(span_batch(range(start, start + 20)))
+    table.refresh()
+    files_before = list(table.scan().plan_files())
+    target = sum(t.file.file_size_in_bytes for t in files_before) // 3
+    options = CompactionOptions(
+        target_file_bytes=target, small_file_bytes=1 << 20, min_files=4, group_target_files=8
+    )
+    (group,) = plan_compaction(table, options)  # one group: the whole day
+    assert len(group.files) == 20
+    compact_table(table, options)
+    table.refresh()
+    ranges = sorted(
+        (
+            pq.read_table(t.file.file_path.removeprefix("file://"))
+            .column("service_name")
+            .to_pylist()
+            for t in table.scan().plan_files()
+        ),
+        key=lambda values: values[0],
+    )
+    assert len(ranges) >= 2
+    # Each file holds a consecutive stretch of services: no service spans all files, and a
+    # service filter can skip files by their bounds.
+    for before, after in zip(ranges, ranges[1:], strict=False):
+        assert before[-1] <= after[0]
+    assert sorted(seqs_in(table)) == list(range(400))
