@@ -167,12 +167,14 @@ class IcebergWriter:
         started = time.perf_counter()
         with table.transaction() as tx:
             evolve_schema(tx, job.rows.schema)
-            rows = conform(job.rows, tx.table_metadata.schema())
-            files = write_data_files(tx.table_metadata, table.io, rows)
+            # Each ``tx.table_metadata`` re-applies the staged updates to a deep copy: read once.
+            metadata = tx.table_metadata
+            rows = conform(job.rows, metadata.schema())
+            files = write_data_files(metadata, table.io, rows)
             written.extend(f.file_path for f in files)
             wrote = time.perf_counter()
             # Fail rather than let pyiceberg's retry relabel files written under an older spec.
-            spec = AssertDefaultSpecId(default_spec_id=tx.table_metadata.default_spec_id)  # type: ignore[call-arg]
+            spec = AssertDefaultSpecId(default_spec_id=metadata.default_spec_id)  # type: ignore[call-arg]
             tx._stage((), (spec,))
             tx._stage((), (_offsets_requirement(job.expected, job.offsets),))  # type: ignore[arg-type]
             with tx.update_snapshot(snapshot_properties=job.summary).fast_append() as append:
