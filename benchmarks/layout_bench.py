@@ -205,23 +205,33 @@ def workload(hours: int, batches: list[pa.Table]) -> list[Query]:
     ]
 
 
-def best_ms(fn: Callable[[], object], repeat: int) -> float:
-    """Fastest of ``repeat`` runs after a warm-up: the least disturbed by other processes."""
-    fn()  # warm: plans cached, OS page cache
-    times = []
+def best_ms(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Fastest of ``repeat`` runs of each function after a warm-up, the functions taking turns
+    run by run so that all see the same disturbance from other processes."""
+    for fn in fns.values():
+        fn()  # warm: plans cached, OS page cache
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000.0)
-    return min(times)
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - started) * 1000.0)
+    return {name: min(t) for name, t in times.items()}
 
 
-def run_engine(engine: DuckDBEngine, tenant: str, queries: list[Query], repeat: int) -> dict:
-    out = {}
+def run_engine(
+    engine: DuckDBEngine, tenants: dict[str, str], queries: list[Query], repeat: int
+) -> dict[str, dict]:
+    """Per state (tenant whose spans table holds it): per query (best ms, files read, total)."""
+    out: dict[str, dict] = {state: {} for state in tenants}
     for q in queries:
-        ms = best_ms(functools.partial(engine.query, tenant, q.sql), repeat)
-        read, total = engine.query(tenant, q.sql).files["spans"]
-        out[q.name] = (ms, read, total)
+        fns: dict[str, Callable[[], object]] = {
+            state: functools.partial(engine.query, tenant, q.sql)
+            for state, tenant in tenants.items()
+        }
+        for state, ms in best_ms(fns, repeat).items():
+            read, total = engine.query(tenants[state], q.sql).files["spans"]
+            out[state][q.name] = (ms, read, total)
     return out
 
 
@@ -229,22 +239,30 @@ def _fetch_all(con: duckdb.DuckDBPyConnection, sql: str) -> object:
     return con.execute(sql).fetchall()
 
 
-def run_pruned(table: Table, queries: list[Query], repeat: int) -> dict:
+def run_pruned(tables: dict[str, Table], queries: list[Query], repeat: int) -> dict[str, dict]:
     """DuckDB over only the files Iceberg plans for the predicate (partition values and column
     bounds), read the way queryd reads them; planning is done once, as a plan cache would."""
-    out = {}
-    total = len(list(table.scan().plan_files()))
-    con = duckdb.connect(config={"threads": 2})
-    con.execute("SET TimeZone = 'UTC'")
+    out: dict[str, dict] = {state: {} for state in tables}
+    cons = {state: duckdb.connect(config={"threads": 2}) for state in tables}
+    for con in cons.values():
+        con.execute("SET TimeZone = 'UTC'")
+    totals = {state: len(list(t.scan().plan_files())) for state, t in tables.items()}
     for q in queries:
-        tasks = table.scan(row_filter=q.predicate).plan_files()
-        files = tuple(local_path(t.file.file_path) for t in tasks)
-        scan = TableScan("spans", "bench.spans", None, table.schema(), files)
-        con.execute("DROP VIEW IF EXISTS spans")
-        con.execute(view_sql(scan))
-        ms = best_ms(functools.partial(_fetch_all, con, q.sql), repeat)
-        out[q.name] = (ms, len(files), total)
-    con.close()
+        read: dict[str, int] = {}
+        for state, table in tables.items():
+            tasks = table.scan(row_filter=q.predicate).plan_files()
+            files = tuple(local_path(t.file.file_path) for t in tasks)
+            scan = TableScan("spans", "bench.spans", None, table.schema(), files)
+            cons[state].execute("DROP VIEW IF EXISTS spans")
+            cons[state].execute(view_sql(scan))
+            read[state] = len(files)
+        fns: dict[str, Callable[[], object]] = {
+            state: functools.partial(_fetch_all, con, q.sql) for state, con in cons.items()
+        }
+        for state, ms in best_ms(fns, repeat).items():
+            out[state][q.name] = (ms, read[state], totals[state])
+    for con in cons.values():
+        con.close()
     return out
 
 
@@ -340,7 +358,6 @@ def main(argv: list[str]) -> None:
         engine = DuckDBEngine(settings)
         engine_ms: dict[str, dict] = {}
         pruned_ms: dict[str, dict] = {}
-        engine_ms["default fresh"] = run_engine(engine, "base", queries, args.repeat)
         querylog = JsonLinesQueryLog(settings.data_path / "querylog")
         for q in queries:
             for _ in range(q.weight):
@@ -352,13 +369,18 @@ def main(argv: list[str]) -> None:
         explain_time_split(settings, base, proposal)
 
         adapted, adapted_live, _ = build(settings, "adapted", batches, args.live, proposal)
-        engine_ms["adapted fresh"] = run_engine(engine, "adapted", queries, args.repeat)
-        engine_ms["default live"] = run_engine(engine, "baselive", queries, args.repeat)
-        engine_ms["adapted live"] = run_engine(engine, "adaptedlive", queries, args.repeat)
-        for name, table in (("default", base), ("adapted", adapted)):
-            pruned_ms[f"{name} fresh"] = run_pruned(table, queries, args.repeat)
-        pruned_ms["default live"] = run_pruned(base_live, queries, args.repeat)
-        pruned_ms["adapted live"] = run_pruned(adapted_live, queries, args.repeat)
+        # Default and adapted take turns query by query (see best_ms).
+        for state, tenants in (
+            ("fresh", ("base", "adapted")),
+            ("live", ("baselive", "adaptedlive")),
+        ):
+            runs = dict(zip(("default", "adapted"), tenants, strict=True))
+            for name, result in run_engine(engine, runs, queries, args.repeat).items():
+                engine_ms[f"{name} {state}"] = result
+        for state, pair in (("fresh", (base, adapted)), ("live", (base_live, adapted_live))):
+            tables = dict(zip(("default", "adapted"), pair, strict=True))
+            for name, result in run_pruned(tables, queries, args.repeat).items():
+                pruned_ms[f"{name} {state}"] = result
         options = CompactionOptions.from_settings(settings)
         for name, table in (("default", base), ("adapted", adapted)):
             done = compact_table(table, options)
@@ -367,9 +389,12 @@ def main(argv: list[str]) -> None:
                 f" in {done.seconds:.1f}s ({done.commits} commits)"
             )
             table.refresh()
-            pruned_ms[f"{name} compacted"] = run_pruned(table, queries, args.repeat)
-        engine_ms["default compacted"] = run_engine(engine, "base", queries, args.repeat)
-        engine_ms["adapted compacted"] = run_engine(engine, "adapted", queries, args.repeat)
+        compacted = {"default": base, "adapted": adapted}
+        for name, result in run_pruned(compacted, queries, args.repeat).items():
+            pruned_ms[f"{name} compacted"] = result
+        runs = {"default": "base", "adapted": "adapted"}
+        for name, result in run_engine(engine, runs, queries, args.repeat).items():
+            engine_ms[f"{name} compacted"] = result
         engine.close()
 
     totals = print_table("queryd DuckDBEngine", engine_ms, queries)
