@@ -36,6 +36,8 @@ def lake_settings(tmp_path: Path, **lake: object) -> Settings:
             layout_min_queries=10,
             layout_min_partition_bytes=1,
             layout_max_trace_buckets=4,
+            # Tiny tables: file opens at (almost) no cost, so the workload's filters decide.
+            layout_file_open_bytes=1,
             orphan_min_age_seconds=0.0,
             snapshot_retain_seconds=0.0,
             snapshots_keep_min=1,
