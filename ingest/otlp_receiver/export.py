@@ -130,7 +130,13 @@ def decode_export(
     if encoding == "json":
         message = parse_json(signal, data)
         return split_by_service(signal, message, message.SerializeToString())
-    return split_by_service(signal, parse_protobuf(signal, data), data)
+    message = parse_protobuf(signal, data)
+    if signal.kafka_signal == "spans" and message.ByteSize() != len(data):
+        # Not the canonical encoding (a field given twice in one span, say). The lake writer
+        # reads spans field by field across a scope and needs each field at most once per
+        # span, so such a request travels re-encoded; canonical ones travel as they came.
+        data = message.SerializeToString()
+    return split_by_service(signal, message, data)
 
 
 def kafka_records(

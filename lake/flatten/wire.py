@@ -130,8 +130,10 @@ LeanTraceRequest = mirror(
 )
 #: Span fields as columns: ``scope_spans.spans`` is one merged message whose fields each list
 #: the value of every span that has that field set, in span order. A column as long as the
-#: scope's span count holds every span's value (a conforming encoder writes a set field once
-#: per span); an empty one says no span has it; any other length needs the per-span reads.
+#: scope's span count holds every span's value (a canonical encoding writes a set field once
+#: per span; the receiver re-encodes span requests that are not canonical, see
+#: ``ingest.otlp_receiver.export.decode_export``); an empty one says no span has it; any other
+#: length needs the per-span reads.
 ColumnarTraceRequest = mirror(
     ExportTraceServiceRequest.DESCRIPTOR,
     "emberlake.columnar.trace",

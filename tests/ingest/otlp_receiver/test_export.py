@@ -169,3 +169,43 @@ def test_kafka_records_follow_the_contract() -> None:
     ids = {dict(r[3])["emberlake-request-id"] for r in records}
     ids |= {dict(r[3])["emberlake-request-id"] for r in kafka_records(decoded, "beta", Topics(), 1)}
     assert len(ids) == 4
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    out, size = bytearray([number << 3 | 2]), len(payload)
+    while size > 0x7F:
+        out.append(size & 0x7F | 0x80)
+        size >>= 7
+    out.append(size)
+    return bytes(out) + payload
+
+
+def test_a_span_giving_a_field_twice_travels_reencoded_and_lands_on_its_own_row() -> None:
+    """Protobuf keeps the last of a repeated singular field. Span 0 names itself twice and
+    span 1 not at all: the scope holds two names for two spans, and only re-encoding keeps
+    them from being read as one name per span."""
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+    from lake.flatten import flatten_spans
+    from tests.lake.otlp_records import kv
+
+    first = Span(trace_id=b"\x01" * 16, span_id=b"\x01" * 8, name="draft").SerializeToString()
+    named_twice = first + Span(name="final").SerializeToString()
+    unnamed = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8).SerializeToString()
+    scope = _field(2, named_twice) + _field(2, unnamed)  # ScopeSpans.spans
+    resource = Resource(attributes=[kv("service.name", "checkout")]).SerializeToString()
+    raw = _field(1, _field(1, resource) + _field(2, scope))  # resource_spans{resource, scope}
+    assert _span_names(raw) == ["final", ""]
+
+    decoded = decode_export(TRACES, raw)
+    payload = bytes(decoded.batches[0].payload)
+    assert payload != raw and _span_names(payload) == ["final", ""]
+    rows = flatten_spans([payload]).to_pylist()
+    assert [(r["span_id"], r["name"]) for r in rows] == [("01" * 8, "final"), ("02" * 8, "")]
+
+
+def test_canonical_span_requests_travel_as_they_came() -> None:
+    raw = spans_request(["checkout"] * 3).SerializeToString()
+    assert decode_export(TRACES, raw).batches[0].payload is raw
