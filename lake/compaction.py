@@ -51,23 +51,19 @@ from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import (
     ArrowScan,
     _determine_partitions,
-    _get_parquet_writer_kwargs,
     compute_statistics_plan,
-    data_file_statistics_from_parquet_metadata,
-    parquet_path_to_id_mapping,
 )
-from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionKey
 from pyiceberg.table import FileScanTask, Table, TableProperties
 from pyiceberg.table.locations import load_location_provider
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.sorting import NullOrder, SortDirection
 from pyiceberg.transforms import IdentityTransform, TimeTransform
-from pyiceberg.typedef import Record
 
 from emberlake.errors import LakeError
 from emberlake.settings import Settings
-from lake.datafiles import conform
+from lake.datafiles import conform, write_parquet_file
 from lake.layout import bloom_filter_columns, pin_partition_spec, time_column_of
 
 log = logging.getLogger(__name__)
@@ -268,41 +264,23 @@ def _parquet_files(
     }
     sorting = _sorting_columns(metadata, rows.schema)
     stats_plan = compute_statistics_plan(schema, properties)
-    id_mapping = parquet_path_to_id_mapping(schema)
-    kwargs = _get_parquet_writer_kwargs(properties)
     write_id = uuid.uuid4()
     out = []
     for index in range(max(1, math.ceil(rows.num_rows / max(1, file_rows)))):
         part = rows.slice(index * file_rows, file_rows)
         path = locations.new_data_location(f"00000-{index}-{write_id}.parquet", key)
-        output = io.new_output(path)
-        with output.create(overwrite=True) as stream:
-            writer = pq.ParquetWriter(
-                stream,
-                schema=part.schema,
+        out.append(
+            write_parquet_file(
+                metadata,
+                io,
+                path,
+                part,
+                key,
+                stats_plan,
+                row_group,
+                sort_order_id=metadata.default_sort_order_id,
                 sorting_columns=sorting or None,
                 bloom_filter_options=bloom or None,
-                **kwargs,
-            )
-            writer.write_table(part, row_group_size=row_group)
-            writer.close()
-        statistics = data_file_statistics_from_parquet_metadata(
-            parquet_metadata=writer.writer.metadata,
-            stats_columns=stats_plan,
-            parquet_column_mapping=id_mapping,
-        )
-        out.append(
-            DataFile.from_args(
-                content=DataFileContent.DATA,
-                file_path=path,
-                file_format=FileFormat.PARQUET,
-                partition=key.partition if key else Record(),
-                file_size_in_bytes=len(output),
-                sort_order_id=metadata.default_sort_order_id,
-                spec_id=metadata.default_spec_id,
-                equality_ids=None,
-                key_metadata=None,
-                **statistics.to_serialized_dict(),
             )
         )
     return out

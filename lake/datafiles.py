@@ -142,7 +142,6 @@ def write_data_files(
     spec = metadata.spec()
     properties = metadata.properties
     locations = load_location_provider(metadata.location, properties)
-    kwargs = _get_parquet_writer_kwargs(properties)
     row_group = int(
         properties.get(
             TableProperties.PARQUET_ROW_GROUP_LIMIT, TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT
@@ -150,7 +149,6 @@ def write_data_files(
     )
     dictionary = _dictionary_columns(schema)
     stats_plan, stats_paths = _statistics(schema, properties)
-    id_mapping = parquet_path_to_id_mapping(schema)
     write_id = write_id or uuid.uuid4()
     files = []
     for index, (values, part) in enumerate(_partitions(rows, spec, schema)):
@@ -167,34 +165,57 @@ def write_data_files(
             else None
         )
         path = locations.new_data_location(f"00000-{index}-{write_id}.parquet", key)
-        output = io.new_output(path)
-        with output.create(overwrite=True) as stream:
-            writer = pq.ParquetWriter(
-                stream,
-                schema=part.schema,
+        files.append(
+            write_parquet_file(
+                metadata,
+                io,
+                path,
+                part,
+                key,
+                stats_plan,
+                row_group,
+                sort_order_id=None,
                 use_dictionary=dictionary,
                 write_statistics=stats_paths,
-                **kwargs,
-            )
-            writer.write_table(part, row_group_size=row_group)
-            writer.close()
-        statistics = data_file_statistics_from_parquet_metadata(
-            parquet_metadata=writer.writer.metadata,
-            stats_columns=stats_plan,
-            parquet_column_mapping=id_mapping,
-        )
-        files.append(
-            DataFile.from_args(
-                content=DataFileContent.DATA,
-                file_path=path,
-                file_format=FileFormat.PARQUET,
-                partition=key.partition if key else Record(),
-                file_size_in_bytes=len(output),
-                sort_order_id=None,
-                spec_id=metadata.default_spec_id,
-                equality_ids=None,
-                key_metadata=None,
-                **statistics.to_serialized_dict(),
             )
         )
     return files
+
+
+def write_parquet_file(
+    metadata: TableMetadata,
+    io: Any,
+    path: str,
+    rows: pa.Table,
+    key: PartitionKey | None,
+    stats_plan: dict[int, StatisticsCollector],
+    row_group: int,
+    sort_order_id: int | None,
+    **options: Any,
+) -> DataFile:
+    """Write ``rows`` (of one partition, conformed to the current schema) to one Parquet file
+    at ``path`` with the table's writer properties plus ``options`` (ParquetWriter keywords);
+    returns its ``DataFile`` entry with the statistics ``stats_plan`` asks for."""
+    output = io.new_output(path)
+    kwargs = {**_get_parquet_writer_kwargs(metadata.properties), **options}
+    with output.create(overwrite=True) as stream:
+        writer = pq.ParquetWriter(stream, schema=rows.schema, **kwargs)
+        writer.write_table(rows, row_group_size=row_group)
+        writer.close()
+    statistics = data_file_statistics_from_parquet_metadata(
+        parquet_metadata=writer.writer.metadata,
+        stats_columns=stats_plan,
+        parquet_column_mapping=parquet_path_to_id_mapping(metadata.schema()),
+    )
+    return DataFile.from_args(
+        content=DataFileContent.DATA,
+        file_path=path,
+        file_format=FileFormat.PARQUET,
+        partition=key.partition if key else Record(),
+        file_size_in_bytes=len(output),
+        sort_order_id=sort_order_id,
+        spec_id=metadata.default_spec_id,
+        equality_ids=None,
+        key_metadata=None,
+        **statistics.to_serialized_dict(),
+    )
