@@ -184,7 +184,9 @@ class ApiServer:
         self._thread.join(timeout=10)
 
 
-def open_investigation(url: str, tenant: str, service: str = "checkout") -> str:
+def open_investigation(
+    url: str, tenant: str, service: str = "checkout", investigation_id: str = INVESTIGATION_ID
+) -> str:
     """The anomalies a detector would have raised, and the investigation the intake opens."""
     client = ResourceClient(url, tenant=tenant)
     inv = client.create(
@@ -197,7 +199,7 @@ def open_investigation(url: str, tenant: str, service: str = "checkout") -> str:
             "first_anomaly_time": T0.isoformat().replace("+00:00", "Z"),
             "last_anomaly_time": (T0 + dt.timedelta(seconds=10)).isoformat(),
         },
-        resource_id=INVESTIGATION_ID,
+        resource_id=investigation_id,
     )
     names = []
     for n, (kind, observed, expected) in enumerate(

@@ -12,7 +12,7 @@ from agents.anomalies import Anomaly, SeriesPoint, anomaly_id, fingerprint, iso_
 from agents.investigator_intake import InvestigationIntake
 from agents.resources.service import ResourceService
 from agents.resources.sqlite import SQLiteResourceStore
-from agents.web.page import chart_svg, load_page_data, render_page
+from agents.web.page import InvestigationView, chart_svg, load_page_data, render_page, stories
 from tests.agents.resource_server import serving
 
 T0 = 1_800_000_000_000_000
@@ -75,6 +75,119 @@ def test_page_lists_open_investigations_only_and_escapes_text(store: SQLiteResou
     assert "(expected 1.0%) &lt;b&gt;" in html and "(expected 1.0%) <b>" not in html
     assert "search" not in html
     assert "No open investigations" in render_page("default", [])
+
+
+def incident_store(tmp_path: Path) -> tuple[SQLiteResourceStore, dict[str, str]]:
+    """payments broke; checkout and frontend fail because of it: three linked investigations,
+    one unrelated, and the payments finding holding hostile text."""
+    store = SQLiteResourceStore(tmp_path / "incident.db")
+    service = ResourceService(store)
+    coll = "tenants/default/investigations"
+    names = {
+        svc: service.create(
+            coll,
+            {
+                "title": f"{svc} errors",
+                "service": svc,
+                "state": "INVESTIGATING",
+                "root_cause": "payments",
+                "last_anomaly_time": f"2026-11-20T10:00:0{i}Z",
+            },
+            f"{svc}-errors",
+        )["name"]
+        for i, svc in enumerate(["payments", "checkout", "frontend", "search"])
+    }
+    service.update(names["search"], {"root_cause": "search"})
+    for svc in ("checkout", "frontend"):
+        service.update(names[svc], {"caused_by": names["payments"]}, ["caused_by"])
+        service.update(
+            names["payments"],
+            {"related": {names[svc]: {"service": svc, "relation": "symptom"}}},
+            [f"related.{names[svc]}"],
+        )
+    service.create(
+        f"{names['payments']}/findings",
+        {
+            "summary": "Root cause: payments. <script>alert('x')</script>",
+            "detail": "Path of failures: checkout -> payments.",
+            "kind": "root_cause",
+            "service": "payments",
+            "confidence": 0.95,
+            "path": ["checkout", "payments"],
+            "evidence": [
+                {
+                    "about": "health of payments",
+                    "query": "SELECT count(*) FROM spans WHERE service_name <> 'x'",
+                    "columns": ["period", "<i>spans</i>"],
+                    "rows": [["incident", "</td><script>1</script>"]] * 12,
+                },
+                "a note, not a query <b>",
+            ],
+        },
+        "root-cause",
+    )
+    return store, names
+
+
+def test_an_incident_reads_as_one_story_from_cause_to_symptoms(tmp_path: Path) -> None:
+    store, names = incident_store(tmp_path)
+    views = load_page_data(ResourceService(store), "default")
+    told = stories(views)
+    assert [[v.investigation["service"] for v in s.members()] for s in told] == [
+        ["search"],
+        ["payments", "frontend", "checkout"],
+    ]
+    html = render_page("default", views)
+    assert html.count('<section class="incident">') == 2
+    assert html.count('class="investigation"') == 4
+    story = html[html.index(f'id="{names["payments"]}"') :]
+    effects = story.index('class="effects"')
+    assert effects < story.index(f'id="{names["checkout"]}"')
+    assert effects < story.index(f'id="{names["frontend"]}"')
+    assert "One incident, 3 investigations; root cause <b>payments</b>" in html
+    assert html.count(f'Caused by <a href="#{names["payments"]}">') == 2
+    assert f'<a href="#{names["checkout"]}"><code>{names["checkout"]}</code></a> (checkout,' in html
+    assert 'class="root-cause">Root cause: <b>payments</b>' in html
+    # The finding, its path and its evidence query with the rows it returned (the first ten).
+    assert "Path of failures: checkout -&gt; payments." in html
+    assert "checkout → payments" in html and "2 evidence queries" in html
+    assert "WHERE service_name &lt;&gt; &#x27;x&#x27;</code></pre>" in html
+    assert "first 10 of 12 rows" in html and html.count("&lt;/td&gt;&lt;script&gt;") == 10
+
+
+def test_tenant_text_in_findings_is_escaped(tmp_path: Path) -> None:
+    store, _ = incident_store(tmp_path)
+    html = render_page("default", load_page_data(ResourceService(store), "default"))
+    assert "<script" not in html and "<i>" not in html and "not a query <b>" not in html
+    assert "Root cause: payments. &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert "<th>&lt;i&gt;spans&lt;/i&gt;</th>" in html
+
+
+def test_a_resolved_cause_still_heads_its_story_but_another_tenant_is_never_read(
+    tmp_path: Path,
+) -> None:
+    store, names = incident_store(tmp_path)
+    service = ResourceService(store)
+    service.update(names["payments"], {"state": "RESOLVED", "resolution": "fixed <now>"})
+    service.create("tenants/other/investigations", {"title": "secret of other"}, "secret")
+    service.update(
+        names["search"], {"caused_by": "tenants/other/investigations/secret"}, ["caused_by"]
+    )
+    html = render_page("default", load_page_data(service, "default"))
+    assert "state <b>RESOLVED</b>" in html and "Resolution: fixed &lt;now&gt;" in html
+    assert html.index(f'id="{names["payments"]}"') < html.index(f'id="{names["checkout"]}"')
+    # The link is shown as text, but the other tenant's investigation is not loaded.
+    assert "Caused by <code>tenants/other/investigations/secret</code>" in html
+    assert "secret of other" not in html
+
+
+def test_caused_by_links_in_a_circle_still_show_every_investigation() -> None:
+    def view(name: str, cause: str) -> InvestigationView:
+        return InvestigationView({"name": name, "caused_by": cause, "title": name}, [])
+
+    told = stories([view("a", "b"), view("b", "a"), view("c", "c")])
+    assert [[v.name for v in s.members()] for s in told] == [["a", "b"], ["c"]]
+    assert render_page("t", [view("a", "b"), view("b", "a")]).count('class="investigation"') == 2
 
 
 CHROMIUM_FLAGS = [
