@@ -38,6 +38,7 @@ from .playbook import (
     read_downstream,
     read_health,
     share,
+    traffic_drop,
 )
 
 NAME = "emberlake-offline-investigator"
@@ -237,7 +238,8 @@ def follow(service: str, r: Reading) -> Chain:
 def finding(ctx: Mapping[str, Any], chain: Chain, r: Reading) -> dict[str, Any]:
     """The finding resource: root cause, summary, and every query with what it returned."""
     root = chain.root
-    lines = [f"Root cause: {root}."]
+    drop = None if chain.hops else traffic_drop(ctx, chain.health[0], Window.of(ctx))
+    lines = [f"Root cause: {root}." if drop is None else f"Root cause: {root} lost its traffic."]
     lines.append(chain.health[0].describe() + ".")
     for i, hop in enumerate(chain.hops):
         upstream = chain.health[i]
@@ -254,6 +256,8 @@ def finding(ctx: Mapping[str, Any], chain: Chain, r: Reading) -> dict[str, Any]:
     last = chain.downstream[len(chain.health) - 1] if chain.downstream else ()
     if chain.hops and not last:
         lines.append(f"{root}'s own failing spans have no failing calls into other services.")
+    elif drop is not None:
+        lines.append(drop)
     elif not chain.hops:
         lines.append(
             f"No other service fails under {root}'s failing spans"
@@ -279,9 +283,9 @@ def finding(ctx: Mapping[str, Any], chain: Chain, r: Reading) -> dict[str, Any]:
         explained = chain.hops[0].traces / max(1, chain.health[0].error_traces)
         confidence = round(min(0.95, 0.5 + explained / 2), 2)
     else:
-        confidence = 0.5 if chain.health[0].errors else 0.2
+        confidence = 0.5 if chain.health[0].errors or drop else 0.2
     return {
-        "kind": "root_cause",
+        "kind": "root_cause" if drop is None else "traffic_drop",
         "service": root,
         "summary": " ".join(lines),
         "detail": f"Path of failures: {' -> '.join(chain.services)}.",

@@ -131,6 +131,33 @@ class Downstream:
     example_trace: str | None
 
 
+def traffic_drop(context: Mapping[str, Any], health: Health, w: Window) -> str | None:
+    """A sentence on a service whose traffic fell rather than failed, or None.
+
+    Said only when the detectors reported a request-rate drop, no span of the incident window
+    failed, and the window holds under half the spans its baseline rate predicts.
+    """
+    drops = [
+        a
+        for a in context.get("anomalies") or ()
+        if isinstance(a, Mapping)
+        and a.get("kind") == "request_rate"
+        and (_float(a.get("observed")) or 0.0) < (_float(a.get("expected")) or 0.0)
+    ]
+    baseline_seconds = (w.start - w.baseline_start).total_seconds()
+    if not drops or health.errors or baseline_seconds <= 0:
+        return None
+    expected = health.baseline_spans * (w.end - w.start).total_seconds() / baseline_seconds
+    if expected < 1 or health.spans >= 0.5 * expected:
+        return None
+    return (
+        f"{health.service} received {health.spans} spans in the incident window against about"
+        f" {round(expected)} expected from its baseline ({health.baseline_spans} spans before"
+        f" it), and none failed: its traffic stopped or fell rather than failing. Nothing in the"
+        f" lake shows a failure; look at its callers, and at whether its telemetry export stopped."
+    )
+
+
 def rows_of(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The rows of a sql tool result as dicts by column name."""
     columns = list(result.get("columns", []))

@@ -29,10 +29,12 @@ from .incident_lake import INVESTIGATION_ID, T0, incident, open_investigation
 INV = "tenants/acme/investigations/inv1"
 
 
-def opening() -> list[dict[str, Any]]:
+WINDOW = {"window_start": "2026-11-20T10:00:00Z", "window_end": "2026-11-20T10:00:10Z"}
+
+
+def opening(anomalies: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     context = investigation_context(
-        {"name": INV, "service": "checkout", "title": "errors"},
-        [{"window_start": "2026-11-20T10:00:00Z", "window_end": "2026-11-20T10:00:10Z"}],
+        {"name": INV, "service": "checkout", "title": "errors"}, anomalies or [WINDOW]
     )
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
@@ -78,8 +80,10 @@ def down(*rows: tuple[str, int]) -> dict[str, Any]:
     }
 
 
-def run_offline(results: dict[str, Any], turns: int = 8) -> list[dict[str, Any]]:
-    messages = opening()
+def run_offline(
+    results: dict[str, Any], turns: int = 8, anomalies: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    messages = opening(anomalies)
     for _ in range(turns):
         messages = answer(messages, results)
         if messages[-1]["role"] == "assistant":
@@ -147,6 +151,45 @@ def test_stays_with_the_service_when_downstream_explains_little() -> None:
     assert "explain too few" in body["summary"] and "start in checkout itself" in body["summary"]
     # Its own service is the root cause: no other investigation to link to.
     assert "peers" not in made and "caused_by" not in made
+
+
+def quiet(incident_spans: int) -> dict[str, Any]:
+    """Health of a service with no failures: 900 baseline spans over 5 minutes."""
+    return {
+        "columns": ["period", "spans", "errors", "error_traces", "error_rate", "p50_ms", "p95_ms"],
+        "rows": [
+            ["baseline", 900, 0, 0, 0.0, 40.0, 60.0],
+            *([["incident", incident_spans, 0, 0, 0.0, 40.0, 60.0]] if incident_spans else []),
+        ],
+    }
+
+
+DROP = {**WINDOW, "kind": "request_rate", "observed": 0.0, "expected": 3.0}
+
+
+def test_a_service_that_lost_its_traffic_is_told_apart_from_one_that_fails() -> None:
+    made = calls(run_offline({"health_0": quiet(0), "down_0": down()}, anomalies=[DROP]))
+    body = made["finding"]["body"]
+    assert body["kind"] == "traffic_drop" and body["service"] == "checkout"
+    assert body["summary"].startswith("Root cause: checkout lost its traffic.")
+    # 900 spans over 5 minutes predict 180 in the one-minute incident window.
+    assert "0 spans in the incident window against about 180 expected" in body["summary"]
+    assert "start in checkout itself" not in body["summary"]
+
+
+@pytest.mark.parametrize(
+    ("incident_spans", "anomalies"),
+    [
+        (150, [DROP]),  # most of the expected traffic is there: not a drop
+        (0, [WINDOW]),  # the detectors reported no request-rate drop
+        (0, [{**DROP, "observed": 9.0}]),  # a rise, not a drop
+    ],
+)
+def test_no_traffic_drop_without_the_evidence_for_one(
+    incident_spans: int, anomalies: list[dict[str, Any]]
+) -> None:
+    made = calls(run_offline({"health_0": quiet(incident_spans), "down_0": down()}, 8, anomalies))
+    assert made["finding"]["body"]["kind"] == "root_cause"
 
 
 PAYMENTS = "tenants/acme/investigations/pay1"
