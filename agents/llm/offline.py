@@ -143,7 +143,7 @@ class OfflineInvestigator:
             return self._say(text, uses)
         inv = str(ctx.get("investigation", ""))
         if "finding" not in r.calls:
-            body = finding(ctx, chain, r)
+            body = finding(ctx, window, chain, r)
             record = {
                 "method": "create",
                 "collection": f"{inv}/findings",
@@ -235,10 +235,10 @@ def follow(service: str, r: Reading) -> Chain:
     return Chain(tuple(services), tuple(healths), tuple(downs), tuple(hops), None)
 
 
-def finding(ctx: Mapping[str, Any], chain: Chain, r: Reading) -> dict[str, Any]:
+def finding(ctx: Mapping[str, Any], window: Window, chain: Chain, r: Reading) -> dict[str, Any]:
     """The finding resource: root cause, summary, and every query with what it returned."""
     root = chain.root
-    drop = None if chain.hops else traffic_drop(ctx, chain.health[0], Window.of(ctx))
+    drop = None if chain.hops else traffic_drop(ctx, chain.health[0], window)
     lines = [f"Root cause: {root}." if drop is None else f"Root cause: {root} lost its traffic."]
     lines.append(chain.health[0].describe() + ".")
     for i, hop in enumerate(chain.hops):

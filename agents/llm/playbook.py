@@ -137,15 +137,14 @@ def traffic_drop(context: Mapping[str, Any], health: Health, w: Window) -> str |
     Said only when the detectors reported a request-rate drop, no span of the incident window
     failed, and the window holds under half the spans its baseline rate predicts.
     """
-    drops = [
-        a
-        for a in context.get("anomalies") or ()
-        if isinstance(a, Mapping)
+    dropped = any(
+        isinstance(a, Mapping)
         and a.get("kind") == "request_rate"
         and (_float(a.get("observed")) or 0.0) < (_float(a.get("expected")) or 0.0)
-    ]
+        for a in context.get("anomalies") or ()
+    )
     baseline_seconds = (w.start - w.baseline_start).total_seconds()
-    if not drops or health.errors or baseline_seconds <= 0:
+    if not dropped or health.errors or baseline_seconds <= 0:
         return None
     expected = health.baseline_spans * (w.end - w.start).total_seconds() / baseline_seconds
     if expected < 1 or health.spans >= 0.5 * expected:
