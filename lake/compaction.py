@@ -63,7 +63,7 @@ from pyiceberg.transforms import IdentityTransform, TimeTransform
 
 from emberlake.errors import LakeError
 from emberlake.settings import Settings
-from lake.datafiles import conform, write_parquet_file
+from lake.datafiles import ParquetFiles, conform, write_parquet_file
 from lake.layout import bloom_filter_columns, pin_partition_spec, time_column_of
 
 log = logging.getLogger(__name__)
@@ -263,26 +263,20 @@ def _parquet_files(
         if name in rows.column_names
     }
     sorting = _sorting_columns(metadata, rows.schema)
-    stats_plan = compute_statistics_plan(schema, properties)
+    how = ParquetFiles.of(
+        metadata,
+        compute_statistics_plan(schema, properties),
+        row_group,
+        sort_order_id=metadata.default_sort_order_id,
+        sorting_columns=sorting or None,
+        bloom_filter_options=bloom or None,
+    )
     write_id = uuid.uuid4()
     out = []
     for index in range(max(1, math.ceil(rows.num_rows / max(1, file_rows)))):
         part = rows.slice(index * file_rows, file_rows)
         path = locations.new_data_location(f"00000-{index}-{write_id}.parquet", key)
-        out.append(
-            write_parquet_file(
-                metadata,
-                io,
-                path,
-                part,
-                key,
-                stats_plan,
-                row_group,
-                sort_order_id=metadata.default_sort_order_id,
-                sorting_columns=sorting or None,
-                bloom_filter_options=bloom or None,
-            )
-        )
+        out.append(write_parquet_file(metadata, io, path, part, key, how))
     return out
 
 

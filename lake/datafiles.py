@@ -15,6 +15,7 @@ mode is ``none`` in the data file entries (sizes only), every other column's are
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -147,8 +148,15 @@ def write_data_files(
             TableProperties.PARQUET_ROW_GROUP_LIMIT, TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT
         )
     )
-    dictionary = _dictionary_columns(schema)
     stats_plan, stats_paths = _statistics(schema, properties)
+    how = ParquetFiles.of(
+        metadata,
+        stats_plan,
+        row_group,
+        sort_order_id=None,
+        use_dictionary=_dictionary_columns(schema),
+        write_statistics=stats_paths,
+    )
     write_id = write_id or uuid.uuid4()
     files = []
     for index, (values, part) in enumerate(_partitions(rows, spec, schema)):
@@ -165,21 +173,38 @@ def write_data_files(
             else None
         )
         path = locations.new_data_location(f"00000-{index}-{write_id}.parquet", key)
-        files.append(
-            write_parquet_file(
-                metadata,
-                io,
-                path,
-                part,
-                key,
-                stats_plan,
-                row_group,
-                sort_order_id=None,
-                use_dictionary=dictionary,
-                write_statistics=stats_paths,
-            )
-        )
+        files.append(write_parquet_file(metadata, io, path, part, key, how))
     return files
+
+
+@dataclass(frozen=True)
+class ParquetFiles:
+    """How one write lays out its Parquet files, worked out once for all of them."""
+
+    stats_plan: dict[int, StatisticsCollector]
+    #: Parquet column path -> Iceberg field id, for the file statistics.
+    id_mapping: dict[str, int]
+    row_group: int
+    sort_order_id: int | None
+    #: ParquetWriter keywords: the table's writer properties, then the caller's.
+    writer_options: dict[str, Any]
+
+    @classmethod
+    def of(
+        cls,
+        metadata: TableMetadata,
+        stats_plan: dict[int, StatisticsCollector],
+        row_group: int,
+        sort_order_id: int | None,
+        **options: Any,
+    ) -> ParquetFiles:
+        return cls(
+            stats_plan,
+            parquet_path_to_id_mapping(metadata.schema()),
+            row_group,
+            sort_order_id,
+            {**_get_parquet_writer_kwargs(metadata.properties), **options},
+        )
 
 
 def write_parquet_file(
@@ -188,24 +213,19 @@ def write_parquet_file(
     path: str,
     rows: pa.Table,
     key: PartitionKey | None,
-    stats_plan: dict[int, StatisticsCollector],
-    row_group: int,
-    sort_order_id: int | None,
-    **options: Any,
+    how: ParquetFiles,
 ) -> DataFile:
     """Write ``rows`` (of one partition, conformed to the current schema) to one Parquet file
-    at ``path`` with the table's writer properties plus ``options`` (ParquetWriter keywords);
-    returns its ``DataFile`` entry with the statistics ``stats_plan`` asks for."""
+    at ``path``; returns its ``DataFile`` entry with the statistics ``how`` asks for."""
     output = io.new_output(path)
-    kwargs = {**_get_parquet_writer_kwargs(metadata.properties), **options}
     with output.create(overwrite=True) as stream:
-        writer = pq.ParquetWriter(stream, schema=rows.schema, **kwargs)
-        writer.write_table(rows, row_group_size=row_group)
+        writer = pq.ParquetWriter(stream, schema=rows.schema, **how.writer_options)
+        writer.write_table(rows, row_group_size=how.row_group)
         writer.close()
     statistics = data_file_statistics_from_parquet_metadata(
         parquet_metadata=writer.writer.metadata,
-        stats_columns=stats_plan,
-        parquet_column_mapping=parquet_path_to_id_mapping(metadata.schema()),
+        stats_columns=how.stats_plan,
+        parquet_column_mapping=how.id_mapping,
     )
     return DataFile.from_args(
         content=DataFileContent.DATA,
@@ -213,7 +233,7 @@ def write_parquet_file(
         file_format=FileFormat.PARQUET,
         partition=key.partition if key else Record(),
         file_size_in_bytes=len(output),
-        sort_order_id=sort_order_id,
+        sort_order_id=how.sort_order_id,
         spec_id=metadata.default_spec_id,
         equality_ids=None,
         key_metadata=None,
