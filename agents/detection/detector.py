@@ -244,10 +244,13 @@ def evaluate_window(
     known_signatures: dict[str, int],
     cfg: DetectorConfig,
     detected_at_us: int,
+    judge_drops: bool = True,
 ) -> list[Anomaly]:
     """Score a closed window against the baselines, then let the baselines learn from it.
 
-    ``known_signatures`` (fingerprint -> first seen) is updated in place.
+    ``known_signatures`` (fingerprint -> first seen) is updated in place. With ``judge_drops``
+    off, a value below its baseline neither fires nor teaches the baseline: that is how the last
+    window of a service that stopped sending is taken when stops are not to be reported.
     """
     rules = (
         _span_rules(window, state, cfg)
@@ -261,14 +264,18 @@ def evaluate_window(
         base = ms.baseline
         expected = base.mean if base.count else None
         z = base.score(rule.value, rule.floor) if base.count else 0.0
+        unjudged = z < 0 and not judge_drops
         fired = (
-            base.count >= cfg.warmup_windows
+            not unjudged
+            and base.count >= cfg.warmup_windows
             and _volume_ok(rule, base, cfg)
             and (abs(z) if rule.two_sided else z) >= cfg.z_threshold
             and rule.extra_ok(rule.display(rule.value))
         )
         shown_expected = rule.display(expected) if expected is not None else None
         ms.remember(window.start_us, rule.display(rule.value), shown_expected)
+        if unjudged:
+            continue
         if fired:
             observed = rule.display(rule.value)
             exp_value = shown_expected if shown_expected is not None else 0.0

@@ -118,7 +118,9 @@ class DetectionEngine:
     def _open_starts(self, key: ServiceKey) -> list[int]:
         return sorted(s for (sig, t, svc, s) in self.windows if (sig, t, svc) == key)
 
-    def _close(self, state: ServiceState, start: int, detected_at_us: int) -> None:
+    def _close(
+        self, state: ServiceState, start: int, detected_at_us: int, judge_drops: bool = True
+    ) -> None:
         width = self.config.window_us
         known = self.signatures.setdefault((state.tenant, state.service), {})
         # Score the silent windows between the last closed one and this one as empty.
@@ -130,14 +132,19 @@ class DetectionEngine:
         stats = self.windows.pop(key, None) or WindowStats(start)
         self._changes.windows.pop(key, None)
         self._changes.closed_windows.add(key)
-        self._evaluate(state, stats, known, detected_at_us)
+        self._evaluate(state, stats, known, detected_at_us, judge_drops)
 
     def _evaluate(
-        self, state: ServiceState, stats: WindowStats, known: dict[str, int], detected_at_us: int
+        self,
+        state: ServiceState,
+        stats: WindowStats,
+        known: dict[str, int],
+        detected_at_us: int,
+        judge_drops: bool = True,
     ) -> None:
         before = set(known)
         self._changes.anomalies.extend(
-            evaluate_window(stats, state, known, self.config, detected_at_us)
+            evaluate_window(stats, state, known, self.config, detected_at_us, judge_drops)
         )
         for fp in set(known) - before:
             self._changes.signatures.append((state.tenant, state.service, fp, known[fp]))
@@ -162,8 +169,10 @@ class DetectionEngine:
             if wall_now - self.last_activity.get(key, wall_now) < self.config.idle_seconds:
                 continue
             state = self.services[key]
+            # The service stopped sending during its last open window, so that window is short
+            # by construction: its drop is the stop itself, reported only as a silence alert.
             for start in self._open_starts(key):
-                self._close(state, start, now_us)
+                self._close(state, start, now_us, judge_drops=self.config.silence_alerts)
         if self.config.silence_alerts:
             self._score_silence(wall_now)
 

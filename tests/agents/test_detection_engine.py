@@ -173,3 +173,32 @@ def test_silence_alerts_can_be_switched_off() -> None:
     engine.take_changes()
     engine.close_idle(wall_now=60.0)
     assert engine.take_changes().anomalies == []
+
+
+def _stop_early_in_a_window(engine: DetectionEngine) -> None:
+    _steady(engine, 10)
+    # The service stops 0.1 s into its 11th window: that window holds 2 requests, not 20.
+    engine.observe_spans("default", [span(10.0), span(10.05)], 10.2)
+    engine.take_changes()
+
+
+def test_the_short_last_window_of_a_stopped_service_is_a_drop_with_silence_alerts() -> None:
+    engine = DetectionEngine(CFG)
+    _stop_early_in_a_window(engine)
+    engine.close_idle(wall_now=16.0)
+    drops = [a for a in engine.take_changes().anomalies if a.kind == "request_rate"]
+    assert drops and drops[0].window_start.startswith("1970-01-01T00:00:10")
+    assert drops[0].observed == 2.0
+
+
+def test_without_silence_alerts_a_stop_reports_nothing_and_teaches_no_baseline() -> None:
+    engine = DetectionEngine(dataclasses.replace(CFG, silence_alerts=False))
+    _stop_early_in_a_window(engine)
+    rate = engine.services[("spans", "default", "cart")].metrics["requests_per_second"]
+    mean = rate.baseline.mean
+    engine.close_idle(wall_now=16.0)
+    assert engine.take_changes().anomalies == []
+    state = engine.services[("spans", "default", "cart")]
+    assert state.closed_through_us == 10 * SEC  # the short window was closed, not kept open
+    assert rate.baseline.mean == mean  # and its low count did not pull the baseline down
+    assert rate.history[-1][:2] == (10 * SEC, 2.0)  # still shown on the chart
