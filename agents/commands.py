@@ -69,6 +69,11 @@ def _body(text: str) -> dict[str, Any]:
 def _line(resource: dict[str, Any]) -> str:
     label = resource.get("title") or resource.get("summary") or resource.get("action") or ""
     state = resource.get("state") or resource.get("severity") or ""
+    if "end_time" in resource:  # a silence: what it mutes and when
+        kinds = ",".join(resource.get("kinds") or []) or "all kinds"
+        state = f"{resource.get('service')} ({kinds}) {resource.get('start_time')} .. "
+        state += str(resource["end_time"])
+        label = resource.get("reason") or ""
     return "  ".join(str(p) for p in (resource.get("name"), state, label) if p)
 
 

@@ -230,7 +230,9 @@ def build_app(settings: Settings, runtime: DetectorRuntime, intake: bool = True)
         async def take_in(stream: faust.StreamT) -> None:
             async for event in stream.events():
                 result = await asyncio.to_thread(investigations.handle_raw, event.value or b"")
-                if result is not None and not result.duplicate:
+                if result is not None and result.silenced_by and not result.duplicate:
+                    log.info("anomaly silenced by %s", result.silenced_by)
+                elif result is not None and not result.duplicate:
                     log.info(
                         "anomaly attached to %s%s",
                         result.investigation,

@@ -1,10 +1,14 @@
-"""Investigation intake: every anomaly lands in exactly one investigation per incident.
+"""Investigation intake: every anomaly not silenced lands in one investigation per incident.
 
 An anomaly attaches to an active (OPEN or INVESTIGATING) investigation of its tenant when that
 investigation already holds an anomaly with the same fingerprint, or is about the same service
 and its last anomaly is within ``agents.incident_window_seconds``; otherwise it opens a new one.
 The anomaly is stored as ``tenants/{t}/anomalies/{anomaly id}`` in the same transaction as the
 investigation's update, and its id is stable, so a replayed anomaly event changes nothing.
+
+An anomaly covered by an active silence of its tenant (``tenants/{t}/silences/{id}``, matched on
+service, kind and window start; see ``agents.silences``) is stored all the same, marked
+``silenced_by: <silence name>``, and opens or extends no investigation.
 
 :class:`InvestigationIntake` is the logic over a resource store; the detectors' faust worker
 runs it as an agent on the anomaly topic (``agents.faust_app``).
@@ -21,6 +25,7 @@ from agents.resources.names import parse_collection, parse_resource
 from agents.resources.schema import ACTIVE_INVESTIGATION_STATES
 from agents.resources.service import ResourceService
 from agents.resources.store import ResourceStore, ResourceTransaction
+from agents.silences import silencing
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,8 @@ class Intake:
     investigation: str
     opened: bool
     duplicate: bool
+    #: The silence that kept the anomaly out of investigations ("" when none did).
+    silenced_by: str = ""
 
 
 def _worse(a: str | None, b: str | None) -> str | None:
@@ -76,7 +83,18 @@ class InvestigationIntake:
         with self.store.transaction() as tx:
             stored = tx.get(str(anomalies.child(anomaly.id)))
             if stored is not None:
-                return Intake(str(stored.get("investigation", "")), False, True)
+                return Intake(
+                    str(stored.get("investigation", "")),
+                    False,
+                    True,
+                    str(stored.get("silenced_by", "")),
+                )
+            body = {k: v for k, v in anomaly.to_dict().items() if k != "id"}
+            silence = silencing(tx.children(f"tenants/{tenant}", "silences"), anomaly)
+            if silence is not None:
+                body["silenced_by"] = silence
+                self.service.create_in(tx, anomalies, body, anomaly.id)
+                return Intake("", False, False, silence)
             inv = self._match(tx, anomaly)
             opened = inv is None
             if inv is None:
@@ -92,7 +110,6 @@ class InvestigationIntake:
                         "labels": {"opened_by": "detector", "signal": anomaly.signal},
                     },
                 )
-            body = {k: v for k, v in anomaly.to_dict().items() if k != "id"}
             body["investigation"] = inv["name"]
             self.service.create_in(tx, anomalies, body, anomaly.id)
             self._attach(tx, inv, anomaly, str(anomalies.child(anomaly.id)))

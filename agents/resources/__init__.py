@@ -1,5 +1,5 @@
-"""Named resources (investigations, anomalies, known issues, findings, approvals) in the style of
-Google's API Improvement Proposals: one store, standard methods, HTTP routes and a client.
+"""Named resources (investigations, anomalies, known issues, findings, approvals, silences) in the
+style of Google's API Improvement Proposals: one store, standard methods, HTTP routes and a client.
 
 - :class:`ResourceService` (``service.py``): Get/List/Create/Update/Delete with etags and masks.
 - :func:`open_store` (``store.py``): the backend named by ``agents.resources_uri`` (SQLite).

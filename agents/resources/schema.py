@@ -9,9 +9,11 @@ stored and returned as given, but cannot be filtered or sorted on.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.silences import check_silence
 from emberlake.errors import InvalidArgument
 
 #: Fields the server sets; a client's values for them are ignored.
@@ -38,6 +40,9 @@ class Collection:
     #: Plural of the parent collection under the tenant, or None when the tenant is the parent.
     parent: str | None
     fields: dict[str, Field] = field(default_factory=dict)
+    #: Rules across fields, run after the field checks on Create and Update: takes the resource
+    #: and the time of the request, returns it normalised or raises InvalidArgument.
+    check: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
 
     def known(self, name: str) -> bool:
         return name in self.fields or name in OUTPUT_ONLY
@@ -103,6 +108,8 @@ COLLECTIONS: dict[str, Collection] = {
                 "signature": Field("object"),
                 "series": Field("list", default=[]),
                 "investigation": _STR,
+                # The silence that kept this anomaly out of investigations (agents/silences.py).
+                "silenced_by": _STR,
             },
         ),
         Collection(
@@ -145,6 +152,21 @@ COLLECTIONS: dict[str, Collection] = {
                 "decision_time": _TS,
                 "payload": Field("object", default={}),
             },
+        ),
+        Collection(
+            "silences",
+            "silence",
+            None,
+            {
+                # "" or "*": every service of the tenant.
+                "service": Field("string", required=True),
+                "kinds": Field("list", default=[]),
+                "start_time": _TS,
+                "end_time": Field("timestamp", required=True),
+                "reason": _STR,
+                "created_by": _STR,
+            },
+            check=check_silence,
         ),
     )
 }

@@ -11,6 +11,8 @@ everything else about the methods' meaning is here:
   stored one, else ABORTED (HTTP 409): someone changed the resource since the caller read it.
 - Delete takes an optional etag (same rule) and refuses a resource that has children
   (FAILED_PRECONDITION) unless ``force`` is set, which deletes the children too.
+- Create and Update run a collection's rules across fields (``Collection.check``, e.g. a
+  silence's end after its start) on the resource as it would be stored.
 """
 
 from __future__ import annotations
@@ -183,6 +185,8 @@ class ResourceService:
             cn.collection, {k: v for k, v in body.items() if k not in OUTPUT_ONLY}, creating=True
         )
         now = self.clock()
+        if cn.collection.check is not None:
+            resource = cn.collection.check(resource, now)
         resource = {"name": str(rn), **resource, "create_time": now, "update_time": now}
         resource["etag"] = compute_etag(resource)
         tx.put(str(rn), rn.parent, cn.collection.plural, resource)
@@ -229,8 +233,11 @@ class ResourceService:
         for field, spec in rn.collection.fields.items():
             if spec.required and updated.get(field) is None:
                 raise InvalidArgument(f"{rn.collection.singular}.{field} cannot be cleared")
+        now = self.clock()
+        if rn.collection.check is not None:
+            updated = rn.collection.check(updated, now)
         updated["name"], updated["create_time"] = current["name"], current["create_time"]
-        updated["update_time"] = self.clock()
+        updated["update_time"] = now
         updated["etag"] = compute_etag(updated)
         tx.put(str(rn), rn.parent, rn.collection.plural, updated)
         return updated

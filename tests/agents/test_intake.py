@@ -101,3 +101,79 @@ def test_tenants_are_kept_apart_and_bad_events_are_skipped(store: SQLiteResource
     assert intake.handle_raw(b"[1, 2]") is None
     ok = intake.handle_raw(anomaly("checkout", "latency", T0, tenant="alpha").to_json())
     assert ok is not None and ok.investigation == a.investigation
+
+
+def silence(store: SQLiteResourceStore, tenant: str = "default", **body: object) -> str:
+    """A silence created through the resource service (so its rules are checked)."""
+    created = ResourceService(store).create(f"tenants/{tenant}/silences", dict(body))
+    return str(created["name"])
+
+
+def test_a_silenced_anomaly_is_stored_marked_and_opens_nothing(
+    store: SQLiteResourceStore,
+) -> None:
+    intake = InvestigationIntake(store, incident_window_seconds=600)
+    service = ResourceService(store)
+    muted = silence(
+        store,
+        service="checkout",
+        kinds=["request_rate"],
+        start_time=iso_from_us(T0),
+        end_time=iso_from_us(T0 + 10 * MIN),
+        reason="deploy",
+    )
+    drop = anomaly("checkout", "request_rate", T0 + MIN)
+    result = intake.handle(drop)
+    assert result.silenced_by == muted and result.investigation == ""
+    assert not result.opened and not result.duplicate
+    stored = service.get(f"tenants/default/anomalies/{drop.id}")
+    assert stored["silenced_by"] == muted and "investigation" not in stored
+    assert service.list("tenants/default/investigations").total_size == 0
+
+    # Another kind, another service, and the times just outside the silence are not silenced.
+    for other in (
+        anomaly("checkout", "error_rate", T0 + MIN),
+        anomaly("payments", "request_rate", T0 + MIN),
+        anomaly("checkout", "request_rate", T0 - MIN),
+        anomaly("checkout", "request_rate", T0 + 10 * MIN),  # the end is exclusive
+    ):
+        assert intake.handle(other).silenced_by == "", other
+    assert service.list("tenants/default/investigations").total_size == 2
+
+    # A replay changes nothing, even once the silence is gone.
+    before = service.list("tenants/default/investigations").resources
+    service.delete(muted)
+    again = intake.handle(drop)
+    assert again.duplicate and again.silenced_by == muted and again.investigation == ""
+    assert service.list("tenants/default/investigations").resources == before
+    assert service.list("tenants/default/anomalies", filter="silenced_by:*").total_size == 1
+    assert service.list("tenants/default/anomalies").total_size == 5
+
+
+def test_a_silenced_anomaly_does_not_extend_an_open_investigation(
+    store: SQLiteResourceStore,
+) -> None:
+    intake = InvestigationIntake(store, incident_window_seconds=600)
+    first = intake.handle(anomaly("checkout", "request_rate", T0 - 2 * MIN))
+    before = ResourceService(store).get(first.investigation)
+    # Every service, every kind: "" means all, as "*" does.
+    muted = silence(store, service="", start_time=iso_from_us(T0), end_time=iso_from_us(T0 + MIN))
+    same_incident = intake.handle(anomaly("checkout", "request_rate", T0 + 1_000_000))
+    assert same_incident.silenced_by == muted
+    after = ResourceService(store).get(first.investigation)
+    assert after == before  # not even its etag moved
+    assert after["anomaly_count"] == 1
+
+
+def test_silences_belong_to_their_tenant(store: SQLiteResourceStore) -> None:
+    intake = InvestigationIntake(store, incident_window_seconds=600)
+    silence(
+        store,
+        tenant="alpha",
+        service="*",
+        start_time=iso_from_us(T0),
+        end_time=iso_from_us(T0 + MIN),
+    )
+    assert intake.handle(anomaly("checkout", "latency", T0, tenant="alpha")).silenced_by
+    beta = intake.handle(anomaly("checkout", "latency", T0, tenant="beta"))
+    assert beta.silenced_by == "" and beta.opened
