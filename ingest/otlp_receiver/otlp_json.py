@@ -52,7 +52,21 @@ _URLSAFE = str.maketrans("-_", "+/")
 
 # How a field's JSON value becomes a constructor argument. Strings and bools pass as they are;
 # the constructor refuses wrong types.
-_PASS, _MESSAGE, _INT, _FLOAT, _ENUM, _BYTES, _ID = range(7)
+_PASS, _MESSAGE, _INT, _FLOAT, _ENUM, _BYTES, _ID, _ATTRIBUTES = range(8)
+
+_KEY_VALUE = "opentelemetry.proto.common.v1.KeyValue"
+#: AnyValue's scalar members as JSON gives them: JSON name -> (proto name, JSON type). Most
+#: attribute values are one of these; they skip the general conversion (see _attributes).
+_SIMPLE_VALUES: dict[str, tuple[str, type]] = {
+    "stringValue": ("string_value", str),
+    "string_value": ("string_value", str),
+    "boolValue": ("bool_value", bool),
+    "bool_value": ("bool_value", bool),
+    "doubleValue": ("double_value", float),
+    "double_value": ("double_value", float),
+    "intValue": ("int_value", str),
+    "int_value": ("int_value", str),
+}
 
 #: (proto field name, conversion, repeated, sub-table for messages or names for enums)
 _Field = tuple[str, int, bool, Any]
@@ -71,6 +85,8 @@ def _table(descriptor: Descriptor) -> dict[str, _Field]:
             if f.message_type.GetOptions().map_entry:
                 continue  # OTLP has no map fields; a future one is ignored like an unknown field
             kind, extra = _MESSAGE, _table(f.message_type)
+            if f.is_repeated and f.message_type.full_name == _KEY_VALUE:
+                kind = _ATTRIBUTES
         elif f.type in _INTEGERS:
             kind = _INT
         elif f.type in _FLOATS:
@@ -126,7 +142,9 @@ def _arguments(obj: Any, table: dict[str, _Field], depth: int) -> dict[str, Any]
         if repeated:
             if type(value) is not list:
                 raise ValueError(f"{key} must be a JSON array")
-            if kind == _MESSAGE:
+            if kind == _ATTRIBUTES:
+                out[name] = _attributes(value, extra, depth + 1)
+            elif kind == _MESSAGE:
                 out[name] = [_arguments(item, extra, depth + 1) for item in value]
             elif kind == _PASS:
                 out[name] = value
@@ -138,6 +156,31 @@ def _arguments(obj: Any, table: dict[str, _Field], depth: int) -> dict[str, Any]
             out[name] = value
         else:
             out[name] = _scalar(kind, value, extra)
+    return out
+
+
+def _attributes(items: list[Any], table: dict[str, _Field], depth: int) -> list[dict[str, Any]]:
+    """KeyValue arguments: ``{"key": k, "value": {"stringValue": v}}`` and the other scalar
+    values are taken in one step; anything else (arrays, kvlists, bytes, odd spellings) goes
+    through :func:`_arguments`, which also reports what is wrong with it."""
+    out: list[dict[str, Any]] = []
+    for item in items:
+        if type(item) is dict and len(item) == 2:
+            key = item.get("key")
+            value = item.get("value")
+            if type(key) is str and type(value) is dict and len(value) == 1:
+                ((member, scalar),) = value.items()
+                simple = _SIMPLE_VALUES.get(member)
+                if simple is not None and type(scalar) is simple[1]:
+                    if member[0] == "i":  # int64 as a JSON string
+                        try:
+                            scalar = int(scalar)
+                        except ValueError:
+                            simple = None
+                    if simple is not None:
+                        out.append({"key": key, "value": {simple[0]: scalar}})
+                        continue
+        out.append(_arguments(item, table, depth))
     return out
 
 

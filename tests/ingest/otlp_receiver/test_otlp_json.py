@@ -239,3 +239,37 @@ def test_deep_nesting_is_refused() -> None:
     body = _spans_doc(attributes=[{"key": "deep", "value": value}])
     with pytest.raises(InvalidRequest, match="nest deeper than"):
         parse_json(TRACES, body)
+
+
+def test_attribute_shortcut_agrees_with_protobuf_json_mapping() -> None:
+    # Scalar attribute values take a shortcut; odd ones must come out as the mapping says.
+    attributes = [
+        {"key": "s", "value": {"stringValue": "x"}},
+        {"key": "snake", "value": {"string_value": "y"}},
+        {"key": "i", "value": {"intValue": "-42"}},
+        {"key": "i_num", "value": {"intValue": 7}},
+        {"key": "d", "value": {"doubleValue": 2.5}},
+        {"key": "d_int", "value": {"doubleValue": 3}},
+        {"key": "d_str", "value": {"doubleValue": "Infinity"}},
+        {"key": "b", "value": {"boolValue": False}},
+        {"key": "empty", "value": {}},
+        {"key": "only_key"},
+        {"key": "extra", "value": {"stringValue": "z"}, "unknown": 1},
+        {"value": {"stringValue": "no key"}, "key": "late_key"},
+    ]
+    doc = json.loads(_spans_doc(attributes=attributes))
+    mine = parse_json(TRACES, json.dumps(doc).encode())
+    span = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    for field in ("traceId", "spanId", "parentSpanId"):
+        span.pop(field)
+    got = mine.resource_spans[0].scope_spans[0].spans[0]  # type: ignore[attr-defined]
+    for field in ("trace_id", "span_id", "parent_span_id"):
+        got.ClearField(field)
+    assert mine == _reference(TRACES, doc)
+    assert [kv.key for kv in got.attributes] == [a["key"] for a in attributes]
+
+
+@pytest.mark.parametrize("value", [{"intValue": "12x"}, {"intValue": "99999999999999999999"}])
+def test_bad_int_attribute_is_invalid(value: dict[str, Any]) -> None:
+    with pytest.raises(InvalidRequest, match="OTLP/JSON"):
+        parse_json(TRACES, _spans_doc(attributes=[{"key": "k", "value": value}]))
