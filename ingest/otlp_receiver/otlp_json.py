@@ -169,6 +169,8 @@ def _attributes(items: list[Any], table: dict[str, _Field], depth: int) -> list[
             key = item.get("key")
             value = item.get("value")
             if type(key) is str and type(value) is dict and len(value) == 1:
+                member: str
+                scalar: Any
                 ((member, scalar),) = value.items()
                 simple = _SIMPLE_VALUES.get(member)
                 if simple is not None and type(scalar) is simple[1]:
