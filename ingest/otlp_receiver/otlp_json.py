@@ -169,12 +169,10 @@ def _attributes(items: list[Any], table: dict[str, _Field], depth: int) -> list[
             key = item.get("key")
             value = item.get("value")
             if type(key) is str and type(value) is dict and len(value) == 1:
-                member: str
-                scalar: Any
                 ((member, scalar),) = value.items()
                 simple = _SIMPLE_VALUES.get(member)
                 if simple is not None and type(scalar) is simple[1]:
-                    if member[0] == "i":  # int64 as a JSON string
+                    if member[0] == "i" and isinstance(scalar, str):  # int64 as JSON string
                         try:
                             scalar = int(scalar)
                         except ValueError:
