@@ -27,6 +27,10 @@ class BrokerUnavailable(BrokerError):
     """The broker did not confirm a delivery in time; the client should retry."""
 
 
+class JournalError(BrokerUnavailable):
+    """The receiver's ack journal could not be written, read or replayed; clients retry."""
+
+
 class InvalidRequest(EmberlakeError):
     """An OTLP request could not be decoded or violates the protocol."""
 
@@ -77,6 +81,10 @@ class QueryRejected(QueryError):
 
 class QueryTimeout(QueryError):
     """A SQL query ran past its time limit and was cancelled."""
+
+
+class QueryCancelled(QueryError):
+    """A SQL query was cancelled because its client went away."""
 
 
 class InvalidSQL(QueryError):

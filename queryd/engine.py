@@ -4,7 +4,8 @@ For each table the query names, the engine plans the current snapshot's data fil
 view reading them with ``read_parquet(files, schema=MAP{field_id: ...})``, so columns are matched
 by Iceberg field id: files written before a column was renamed or added read correctly (matching
 by name would not). Then the connection is locked: file access only to exactly those files, no
-extensions, no configuration changes. Timeouts interrupt the connection from a timer thread.
+extensions, no configuration changes. A timeout, or the client going away, interrupts the
+connection from another thread (:class:`queryd.cancellation.Cancellation`).
 
 Files whose timestamp bounds (from the manifests) lie outside the query's time window are left
 out of the view, and so are files that cannot hold the value a string column is compared with
@@ -36,13 +37,15 @@ from pyiceberg.types import StringType, TimestampType, TimestamptzType
 from emberlake.errors import (
     InvalidSQL,
     NotFound,
+    QueryCancelled,
     QueryError,
     QueryRejected,
     QueryTimeout,
 )
 from emberlake.settings import Settings
 from lake.catalog import open_catalog
-from queryd.databases import ConstantEvaluator, SpareDatabases, interrupt
+from queryd.cancellation import Cancellation
+from queryd.databases import ConstantEvaluator, SpareDatabases
 from queryd.guard import CheckedQuery, check_query
 from queryd.pruning import Equality, Window, equality_filters, reads_clock, window_bounds
 from queryd.scans import IcebergScanPlanner, TableScan
@@ -50,6 +53,8 @@ from queryd.typemap import duckdb_type, quote_identifier, quote_literal
 
 log = logging.getLogger(__name__)
 
+#: The reason a query's own timer gives when it cancels the query.
+_TIMED_OUT = "timed out"
 #: Rows per Arrow batch pulled from DuckDB; the row limit is checked between batches.
 BATCH_ROWS = 8192
 
@@ -197,9 +202,12 @@ class DuckDBEngine:
         checked: CheckedQuery,
         max_rows: int | None = None,
         timeout: float | None = None,
+        cancellation: Cancellation | None = None,
     ) -> QueryResult:
-        """Run an already checked query; at most ``max_rows`` rows, cancelled after ``timeout``."""
+        """Run an already checked query; at most ``max_rows`` rows, cancelled after ``timeout``
+        or when ``cancellation`` is cancelled (its client went away)."""
         cfg = self.settings.queryd
+        cancellation = cancellation or Cancellation()
         limit = cfg.max_rows if max_rows is None else min(max_rows, cfg.max_rows)
         seconds = cfg.timeout_seconds if timeout is None else timeout
         started = time.perf_counter()
@@ -207,7 +215,9 @@ class DuckDBEngine:
             self.prune(self.planner.scan(tenant, name), checked, seconds) for name in checked.tables
         ]
         try:
-            columns, table, truncated = self._execute(scans, checked.sql, limit, seconds)
+            columns, table, truncated = self._execute(
+                scans, checked.sql, limit, seconds, cancellation
+            )
         except duckdb.IOException as exc:
             # A file of the planned snapshot may have been removed once a newer snapshot
             # replaced it (compaction, then expiry and orphan removal): plan again, once.
@@ -221,7 +231,9 @@ class DuckDBEngine:
             scans = fresh
             remaining = max(0.1, seconds - (time.perf_counter() - started))
             try:
-                columns, table, truncated = self._execute(scans, checked.sql, limit, remaining)
+                columns, table, truncated = self._execute(
+                    scans, checked.sql, limit, remaining, cancellation
+                )
             except duckdb.IOException as again:
                 raise _translate(again) from None
         return QueryResult(
@@ -234,26 +246,36 @@ class DuckDBEngine:
         )
 
     def _execute(
-        self, scans: list[TableScan], sql: str, limit: int, seconds: float
+        self,
+        scans: list[TableScan],
+        sql: str,
+        limit: int,
+        seconds: float,
+        cancellation: Cancellation,
     ) -> tuple[tuple[Column, ...], pa.Table, bool]:
         """One attempt: DuckDB errors become emberlake errors, except I/O errors (retried)."""
         con = self._connect(scans)
-        timer = threading.Timer(seconds, interrupt, [con])
+        timer = threading.Timer(seconds, cancellation.cancel, [_TIMED_OUT])
         timer.daemon = True
         timer.start()
         try:
+            if not cancellation.attach(con):
+                raise duckdb.InterruptException("cancelled before it started")
             return _fetch(con, sql, limit)
         except duckdb.InterruptException:
-            raise QueryTimeout(
-                f"query ran longer than {seconds:g}s and was cancelled;"
-                " narrow the time range, filter more, or aggregate"
-            ) from None
+            if cancellation.reason == _TIMED_OUT:
+                raise QueryTimeout(
+                    f"query ran longer than {seconds:g}s and was cancelled;"
+                    " narrow the time range, filter more, or aggregate"
+                ) from None
+            raise QueryCancelled(f"query cancelled: {cancellation.reason}") from None
         except duckdb.IOException:
             raise
         except duckdb.Error as exc:
             raise _translate(exc) from None
         finally:
             timer.cancel()
+            cancellation.detach()
             self.databases.discard(con)
 
     def _connect(self, scans: list[TableScan]) -> duckdb.DuckDBPyConnection:

@@ -8,12 +8,15 @@
 Errors are ``{"error": {"code", "message"}}``: 400 ``rejected`` / ``invalid_sql`` /
 ``bad_request``, 401 ``unauthenticated``, 403 ``forbidden``, 404 ``not_found``, 504 ``timeout``
 (the daemon gave up on its own query; 408 would invite clients to resend it unchanged), 500
-``query_failed`` / ``internal``. DuckDB work runs in a thread pool so the event loop stays free.
+``query_failed`` / ``internal``. DuckDB work runs in a thread pool so the event loop stays free;
+a query whose client disconnects is cancelled at once (logged as ``cancelled``), so an agent or
+a person that gave up does not keep a pool thread busy until the timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -32,6 +35,7 @@ from emberlake.errors import (
     InvalidSQL,
     LakeError,
     NotFound,
+    QueryCancelled,
     QueryError,
     QueryRejected,
     QueryTimeout,
@@ -40,6 +44,7 @@ from emberlake.errors import (
 )
 from emberlake.settings import Settings
 from emberlake.tenancy import Authenticator
+from queryd.cancellation import Cancellation
 from queryd.engine import DuckDBEngine, QueryResult
 from queryd.metadata import describe_table, describe_tables
 from queryd.querylog import JsonLinesQueryLog, QueryLog, QueryRecord, query_columns
@@ -61,6 +66,8 @@ _STATUS: list[tuple[type[BaseException], int, str]] = [
     (InvalidSQL, 400, "invalid_sql"),
     (NotFound, 404, "not_found"),
     (QueryTimeout, 504, "timeout"),
+    # nginx's "client closed request": nobody reads it, but the query log records the code.
+    (QueryCancelled, 499, "cancelled"),
     (QueryError, 500, "query_failed"),
     (LakeError, 500, "query_failed"),
     (EmberlakeError, 500, "internal"),
@@ -194,14 +201,25 @@ class QuerydApp:
         if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 0):
             return error_response(400, "bad_request", "max_rows must be a non-negative integer")
         kind = media_type(request.headers.get("Accept", ""), body.get("format"))
-        encoded = await self._offload(self._execute, tenant, body["sql"], max_rows, kind)
+        cancellation = Cancellation()
+        running = asyncio.get_running_loop().run_in_executor(
+            self.pool, self._execute, tenant, body["sql"], max_rows, kind, cancellation
+        )
+        encoded = await _unless_disconnected(request, running, cancellation)
         return web.Response(
             body=encoded.body,
             content_type=None,
             headers={"Content-Type": encoded.content_type, **encoded.headers},
         )
 
-    def _execute(self, tenant: str, sql: str, max_rows: int | None, kind: str) -> Encoded:
+    def _execute(
+        self,
+        tenant: str,
+        sql: str,
+        max_rows: int | None,
+        kind: str,
+        cancellation: Cancellation | None = None,
+    ) -> Encoded:
         """Check, run, encode and log one query (in a pool thread)."""
         started = time.perf_counter()
         record: dict[str, Any] = {"tenant": tenant, "sql": sql}
@@ -210,7 +228,8 @@ class QuerydApp:
             filters, groups = query_columns(checked.tree)
             record.update(tables=list(checked.tables), filter_columns=filters)
             record.update(group_by_columns=groups)
-            encoded = encode(self.engine.run(tenant, checked, max_rows), kind)
+            result = self.engine.run(tenant, checked, max_rows, cancellation=cancellation)
+            encoded = encode(result, kind)
             record.update(ok=True, rows=encoded.result.row_count)
             return encoded
         except Exception as exc:
@@ -243,6 +262,27 @@ class QuerydApp:
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
+
+
+#: How often a running query checks whether its client is still connected.
+DISCONNECT_POLL_SECONDS = 0.25
+
+
+async def _unless_disconnected(
+    request: web.Request, running: asyncio.Future[T], cancellation: Cancellation
+) -> T:
+    """The query's result; if the client disconnects first, cancel the query and stop."""
+    while True:
+        done, _ = await asyncio.wait({running}, timeout=DISCONNECT_POLL_SECONDS)
+        if done:
+            return running.result()
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            cancellation.cancel("the client disconnected")
+            # Wait for the pool thread to give the query up, so the log records it.
+            with contextlib.suppress(QueryCancelled):
+                await running
+            raise QueryCancelled("the client disconnected")
 
 
 def create_app(settings: Settings, engine: DuckDBEngine | None = None) -> web.Application:

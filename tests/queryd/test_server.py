@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import threading
 import time
@@ -167,6 +168,30 @@ def test_timeout_is_504_and_the_loop_stays_responsive(
             {"x-emberlake-tenant": "acme"},
         )
         assert status == 504 and json.loads(raw)["error"]["code"] == "timeout"
+
+
+def test_a_query_whose_client_disconnects_is_cancelled(
+    qsettings: Settings, catalog: Catalog
+) -> None:
+    create_tables(catalog, "acme")
+    # One pool thread and a long timeout: the runaway would hold the daemon for a minute.
+    queryd = dataclasses.replace(qsettings.queryd, timeout_seconds=60.0, concurrency=1)
+    settings = dataclasses.replace(qsettings, queryd=queryd)
+    with QuerydThread(settings) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        body = json.dumps({"sql": RUNAWAY})
+        conn.request("POST", "/v1/query", body, {"x-emberlake-tenant": "acme"})
+        time.sleep(0.5)
+        conn.close()  # the client gives up
+        started = time.monotonic()
+        client = QueryClient(server.url, tenant="acme", timeout=30)
+        assert client.query("SELECT 1 AS one")["rows"] == [[1]]
+        assert time.monotonic() - started < 10.0  # the only pool thread was given back
+        querylog = JsonLinesQueryLog(settings.data_path / "querylog")
+        first = next(querylog.entries("acme"))
+        assert first.sql == RUNAWAY and not first.ok and first.error == "cancelled"
+        assert first.elapsed_ms < 10_000
 
 
 def test_row_limit_from_settings_and_request(daemon: QuerydThread) -> None:
