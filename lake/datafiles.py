@@ -4,12 +4,13 @@ pyiceberg's ``Table.append`` writes correct files but spends as long deciding as
 copies the whole batch while splitting it by partition even when a batch falls into one day, and
 it dictionary-encodes every column, including unique ids and timestamps where a dictionary only
 costs time. Here a batch that falls into one partition is written as is, dictionaries are kept
-for the columns that repeat (names, services, attribute maps), and the file statistics and
-``DataFile`` entries are produced with pyiceberg's own helpers. Column statistics are written
-for every column but the entries of map columns (attribute maps): no reader can prune on a
-map's keys or values, and computing them cost about a sixth of the file write; their metrics
-mode is ``none`` in the data file entries (sizes only), every other column's are what
-``append`` would have produced. The caller adds the returned files in its own transaction.
+for the columns that repeat (names, services, the keys and values of attribute maps), and the
+file statistics and ``DataFile`` entries are produced with pyiceberg's own helpers. Column
+statistics are written for every column but the entries of map columns (attribute maps): no
+reader can prune on a map's keys or values, and computing them cost about a sixth of the file
+write; their metrics mode is ``none`` in the data file entries (sizes only), every other
+column's are what ``append`` would have produced. The caller adds the returned files in its own
+transaction.
 """
 
 from __future__ import annotations
@@ -75,12 +76,17 @@ def conform(rows: pa.Table, schema: Schema) -> pa.Table:
 
 
 def _dictionary_columns(schema: Schema) -> list[str]:
-    names = []
-    for f in schema.fields:
-        if f.name in _NO_DICTIONARY_NAMES or isinstance(f.field_type, _NO_DICTIONARY_TYPES):
+    """The Parquet column paths to dictionary-encode. Paths, not field names: Parquet matches
+    leaves, so a map's keys and values are named ``attributes.key_value.key`` and so on (an
+    attribute map repeats a few keys and values on every row: a dictionary makes its pages
+    about half as large and is a little faster to write than plain strings)."""
+    paths = []
+    for path, field_id in parquet_path_to_id_mapping(schema).items():
+        leaf = schema.find_field(field_id).field_type
+        if path.split(".")[0] in _NO_DICTIONARY_NAMES or isinstance(leaf, _NO_DICTIONARY_TYPES):
             continue
-        names.append(f.name)
-    return names
+        paths.append(path)
+    return paths
 
 
 def _statistics(

@@ -48,3 +48,24 @@ def test_map_entries_carry_no_statistics_other_columns_keep_theirs(tmp_path: Pat
     assert trace in data_file.lower_bounds
     assert data_file.record_count == 20
     assert pq.read_table(local).equals(rows)
+
+
+def test_map_keys_and_values_are_dictionary_encoded_ids_are_not(tmp_path: Path) -> None:
+    table = ensure_table(open_catalog(Settings(data_dir=str(tmp_path / "data"))), "acme", "spans")
+    rows = conform(flatten_spans([spans_request("svc", range(50))]), table.schema())
+    [data_file] = write_data_files(table.metadata, table.io, rows)
+
+    metadata = pq.ParquetFile(data_file.file_path.removeprefix("file://")).metadata.row_group(0)
+    dictionary = {
+        metadata.column(i).path_in_schema
+        for i in range(metadata.num_columns)
+        if metadata.column(i).has_dictionary_page
+    }
+    assert {
+        "attributes.key_value.key",
+        "attributes.key_value.value",
+        "resource_attributes.key_value.key",
+        "service_name",
+        "name",
+    } <= dictionary
+    assert not dictionary & {"trace_id", "span_id", "start_time", "duration_ms"}
