@@ -13,7 +13,7 @@ from __future__ import annotations
 import binascii
 import json
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,11 @@ def resource_fields(attributes_doc: str) -> list[pa.Field]:
     ]
 
 
+#: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call (that
+#: costs as much as the encoding of a small value).
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def to_python(value: Any) -> Any:
     """An OTLP AnyValue as a JSON-ready Python value (bytes become hex, kvlists dicts)."""
     kind = value.WhichOneof("value")
@@ -84,7 +89,7 @@ def render(value: Any) -> str | None:
     if kind == "bytes_value":
         return str(value.bytes_value.hex())
     if kind == "array_value" or kind == "kvlist_value":
-        return json.dumps(to_python(value), separators=(",", ":"))
+        return compact_json(to_python(value))
     return str(getattr(value, kind))
 
 
@@ -95,7 +100,7 @@ def render_body(value: Any) -> str | None:
         return str(value.string_value)
     if kind is None:
         return None
-    return json.dumps(to_python(value), separators=(",", ":"))
+    return compact_json(to_python(value))
 
 
 def attributes_dict(attributes: Iterable[Any]) -> dict[str, Any]:
@@ -103,10 +108,18 @@ def attributes_dict(attributes: Iterable[Any]) -> dict[str, Any]:
     return {kv.key: to_python(kv.value) for kv in attributes}
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Below this many nanoseconds (year 2242) a float of seconds keeps every microsecond, so
+#: exact integer arithmetic gives what ``fromtimestamp`` of that float gives, at half the cost.
+_EXACT_NANOS = 2**33 * 1_000_000_000
+
+
 def iso_time(nanos: int) -> str | None:
     """Unix nanoseconds as ISO-8601 UTC with microseconds; None for an unset (zero) time."""
     if not nanos:
         return None
+    if nanos < _EXACT_NANOS:
+        return (_EPOCH + timedelta(microseconds=nanos // 1000)).isoformat()
     return datetime.fromtimestamp(nanos // 1000 / 1_000_000, tz=UTC).isoformat()
 
 

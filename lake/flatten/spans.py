@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from itertools import accumulate, islice, repeat
 from operator import attrgetter
@@ -19,6 +18,7 @@ from lake.flatten.common import (
     Columns,
     LeafTable,
     attributes_dict,
+    compact_json,
     empty_to_null,
     enum_names,
     field,
@@ -74,7 +74,7 @@ def events_json(items: Iterable[bytes]) -> str:
                 "attributes": attributes_dict(event.attributes),
             }
         )
-    return json.dumps(out, separators=(",", ":"))
+    return compact_json(out)
 
 
 def links_json(items: Iterable[bytes]) -> str:
@@ -90,7 +90,7 @@ def links_json(items: Iterable[bytes]) -> str:
                 "attributes": attributes_dict(link.attributes),
             }
         )
-    return json.dumps(out, separators=(",", ":"))
+    return compact_json(out)
 
 
 class SpanColumns(Columns):
