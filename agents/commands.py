@@ -220,7 +220,10 @@ def agents_command(ctx: click.Context, once: bool) -> None:
     settings = settings_of(ctx)
     worker = build_worker(settings)
     if once:
-        done = worker.run_once()
+        try:
+            done = worker.run_once()
+        finally:
+            worker.close()
         emit(
             {
                 "started": done.started,
@@ -233,8 +236,15 @@ def agents_command(ctx: click.Context, once: bool) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    click.echo(f"agents: working open investigations (model {worker.engine.model.name})", err=True)
-    worker.run_forever(stop)
+    click.echo(
+        f"agents: worker {worker.leases.holder if worker.leases else '?'} working open"
+        f" investigations (model {worker.engine.model.name})",
+        err=True,
+    )
+    try:
+        worker.run_forever(stop)
+    finally:
+        worker.close()
 
 
 def _sessions(ctx: click.Context) -> Any:

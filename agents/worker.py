@@ -15,8 +15,10 @@ it was in, and any worker (this one restarted, or another) carries on from the l
 Several workers may run at once. Each takes a session's lease before stepping it and skips
 sessions another live worker holds, so one model call is made per step; the lease is renewed on a
 timer while the worker steps and released when the session finishes, waits or fails a step, and a
-killed worker's leases expire after ``agents.session_lease_seconds``. The compare-and-swap on each
-step still keeps one transcript whatever the leases say (see ``agents/sessions/leases.py``).
+killed worker's leases expire after ``agents.session_lease_seconds``, except for the worker itself:
+its name on leases is stable across restarts (``agents/worker_identity.py``), so restarted, it
+takes its own leases back at once. The compare-and-swap on each step still keeps one transcript
+whatever the leases say (see ``agents/sessions/leases.py``).
 A waiting session is leased only once one of its approvals is decided.
 """
 
@@ -24,10 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from agents.tools.resources import ResourcesTool
 from agents.tools.sandbox import BubblewrapSandbox, Limits, scratch_root_for
 from agents.tools.shell import ShellTool
 from agents.tools.sql import SqlTool
+from agents.worker_identity import WorkerIdentity, claim_worker_id
 from emberlake.errors import EmberlakeError, EtagMismatch, SandboxUnavailable
 from emberlake.settings import Settings, parse_pairs
 from emberlake.tenancy import validate_tenant
@@ -85,8 +85,11 @@ class Worker:
         tenants: Callable[[], Iterable[str]],
         poll_seconds: float = 2.0,
         leases: SessionLeases | None = None,
+        identity: WorkerIdentity | None = None,
     ):
         self.sessions = sessions
+        #: The reserved name the leases are taken under; released by :meth:`close`.
+        self.identity = identity
         #: None steps sessions without leases (one worker alone, or tests of the CAS itself).
         self.leases = leases
         self.engine = engine
@@ -206,6 +209,11 @@ class Worker:
                 log.warning("agent worker pass failed: %s", exc)
             stop.wait(self.poll_seconds)
 
+    def close(self) -> None:
+        """Give up the worker id (a process that exits gives it up anyway)."""
+        if self.identity is not None:
+            self.identity.close()
+
 
 # Wiring ----------------------------------------------------------------------------------------
 
@@ -275,7 +283,9 @@ def build_worker(
         Budget(UsageLedger(sessions), settings.agents.tenant_token_budget),
         max_steps=settings.agents.max_steps,
     )
-    leases = SessionLeases(sessions.store, holder_id(), settings.agents.session_lease_seconds)
+    identity = claim_worker_id(settings)
+    leases = SessionLeases(sessions.store, identity.id, settings.agents.session_lease_seconds)
+    log.info("agent worker %s", identity.id)
     return Worker(
         sessions,
         engine,
@@ -283,12 +293,8 @@ def build_worker(
         lambda: tenants_of(settings),
         settings.agents.worker_poll_seconds,
         leases,
+        identity,
     )
-
-
-def holder_id() -> str:
-    """This worker's name on leases: unique per process, readable for people looking at one."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def _folder(subject: str) -> str:

@@ -12,7 +12,12 @@ A lease is a chain of write-once **epochs**, the same primitive that orders a se
 The newest epoch is the lease. Acquiring, renewing and releasing are all "create the next epoch":
 of several workers racing for epoch E+1 exactly one wins (a conditional PUT on S3, an exclusive
 link on a folder), so no backend needs an atomic overwrite. A worker may create E+1 when epoch E
-is its own, released, or expired. After each win the epochs below E-1 are deleted so the chain
+is its own, released, or expired. "Its own" goes by holder name, which names one worker across
+restarts (``agents/worker_identity.py``): a live lease under this worker's name that it does not
+hold now was left by its previous incarnation, killed, and is taken back at once. Should two live
+processes bear one name by mistake, each takes the session from the other; the one displaced
+sees it at its next renewal (and logs it as an error), and the slot compare-and-swap keeps the
+transcript correct. After each win the epochs below E-1 are deleted so the chain
 stays two entries long; because a deleted epoch could be created again by a worker that read the
 chain long ago, a win counts only if the listing afterwards shows no newer epoch.
 
@@ -215,11 +220,27 @@ class LeaseKeeper:
                 continue
             if renewed is None:
                 self.lost = True
-                log.warning(
-                    "session %s: its lease was taken over by another worker", self.lease.session_id
-                )
+                self._report_loss()
                 return
             self.lease = renewed
+
+    def _report_loss(self) -> None:
+        session_id = self.lease.session_id
+        try:
+            taker = self.leases.current(session_id)
+        except EmberlakeError:
+            taker = None
+        if taker is not None and taker.holder == self.leases.holder:
+            # This process still holds the lease it renews, so the taker is another live process
+            # under the same name: a configuration mistake that costs duplicated model calls.
+            log.error(
+                "session %s: its lease was taken by another live worker named %r, as this one is:"
+                " give each worker its own agents.worker_id",
+                session_id,
+                self.leases.holder,
+            )
+        else:
+            log.warning("session %s: its lease was taken over by another worker", session_id)
 
     def close(self) -> None:
         """Stop renewing and release the lease unless it was lost."""

@@ -204,3 +204,78 @@ def test_a_step_that_lost_its_lease_and_its_cas_discards_its_work(tmp_path: Path
         if o.kind == "assistant"
     ]
     assert texts == ["look"]
+
+
+def test_a_restarted_worker_takes_its_own_live_lease_back_at_once(
+    make_sessions: Callable[[], SessionStore],
+) -> None:
+    sessions = make_sessions()
+    start(sessions, "acme/s1")
+    # The worker named "w1" took the lease and was killed: the lease stays live for 30 s.
+    killed = SessionLeases(sessions.store, "w1", seconds=30.0).acquire("acme/s1")
+    assert killed is not None
+    other_model = ScriptedModel(SCRIPT)
+    assert worker(make_sessions(), other_model, "w2", 30.0).run_once().skipped == ["acme/s1"]
+    assert other_model.calls == 0
+    # Restarted under the same name, it does not wait for the lease to expire.
+    model = ScriptedModel(SCRIPT)
+    began = time.monotonic()
+    done = worker(make_sessions(), model, "w1", 30.0).run_once()
+    assert done.outcomes["acme/s1"].status == "done" and time.monotonic() - began < 5
+    assert model.calls == STEPS
+    lease = SessionLeases(sessions.store, "reader").current("acme/s1")
+    assert lease is not None and lease.holder == "w1" and lease.released
+    assert lease.epoch > killed.epoch
+
+
+def test_two_live_workers_with_one_name_keep_every_transcript_correct(
+    make_sessions: Callable[[], SessionStore],
+) -> None:
+    """A configuration mistake: the leases no longer keep them apart, the slot CAS still does."""
+    ids = [f"acme/s{n}" for n in range(3)]
+    for sid in ids:
+        start(make_sessions(), sid)
+    models = [ScriptedModel(SCRIPT, delay=0.1) for _ in range(2)]
+    twins = [worker(make_sessions(), m, "twin", seconds=0.3) for m in models]
+    barrier = threading.Barrier(2)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        deadline = time.monotonic() + 60
+        while not all_done(twins[i].sessions, ids) and time.monotonic() < deadline:
+            twins[i].run_once()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sessions = make_sessions()
+    for sid in ids:
+        head = sessions.head(sid)
+        assert head.state.status == "done" and head.state.steps == STEPS
+        assert [seq for seq, _ in sessions.history(sid)] == list(range(STEPS + 1))
+        texts = [o.body["text"] for o in sessions.replay(head.address) if o.kind == "assistant"]
+        assert texts == ["look", "again", "done"]
+    # Work may have been done twice, but never lost.
+    assert sum(m.calls for m in models) >= STEPS * len(ids)
+
+
+def test_a_twin_taking_the_lease_is_logged_as_an_error_and_stops_the_worker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sessions = SessionStore(LocalObjectStore(tmp_path))
+    start(sessions, "acme/s1")
+    twin = SessionLeases(sessions.store, "same-name", 0.6)
+
+    def twin_takes_it() -> None:
+        assert twin.acquire("acme/s1") is not None  # its own name: taken at once, while live
+        time.sleep(0.5)  # the worker's keeper tries to renew meanwhile and fails
+
+    model = HookedModel(SCRIPT, twin_takes_it)
+    w = worker(sessions, model, "same-name", seconds=0.6)
+    with caplog.at_level("ERROR", logger="agents.sessions.leases"):
+        outcome = w.run_once().outcomes["acme/s1"]
+    assert (outcome.seq, outcome.advanced) == (1, True) and model.calls == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("another live worker named 'same-name'" in m for m in errors), errors

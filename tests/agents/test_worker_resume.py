@@ -3,12 +3,13 @@ ran without interruption (offline investigator, real lake, query daemon and reso
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from agents.resources.client import ResourceClient
-from agents.sessions import SessionStore, store_for
+from agents.sessions import SessionLeases, SessionStore, store_for
 from agents.worker import build_worker
 from emberlake.settings import AgentSettings, QuerydSettings, Settings
 from tests.conftest import free_port
@@ -21,12 +22,12 @@ SESSION = f"acme/{INVESTIGATION_ID}"
 INV = f"tenants/acme/investigations/{INVESTIGATION_ID}"
 
 
-def make_settings(root: Path) -> Settings:
+def make_settings(root: Path, lease_seconds: float = 2.0) -> Settings:
     return Settings(
         data_dir=str(root / "data"),
         queryd=QuerydSettings(port=free_port()),
-        # Short leases: a restarted worker takes over the killed one's session soon.
-        agents=AgentSettings(worker_poll_seconds=0.2, session_lease_seconds=2.0),
+        # Short leases: a second worker takes over a killed one's session soon.
+        agents=AgentSettings(worker_poll_seconds=0.2, session_lease_seconds=lease_seconds),
     )
 
 
@@ -141,3 +142,45 @@ def test_two_worker_processes_on_one_investigation_share_one_session(
         client = ResourceClient(api.url, tenant="acme")
         assert len(list(client.list_all("tenants/acme/approvals"))) == 1
         assert len(list(client.list_all(f"{INV}/findings"))) == 1
+
+
+def test_a_restarted_worker_takes_its_session_back_without_waiting_out_the_lease(
+    tmp_path: Path, reference: tuple[str, list[str]]
+) -> None:
+    lease_seconds = 30.0
+    settings = make_settings(tmp_path / "restart", lease_seconds)
+    sessions = SessionStore(store_for(settings))
+    leases = SessionLeases(sessions.store, "reader")
+    with incident(settings, "acme") as api:
+        api.delay = 0.5
+        worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+        wait_until(lambda: sessions.exists(SESSION), 60, "the session", worker.logs)
+        seen = len(api.requests)
+        wait_until(lambda: ("POST", "/v1/query") in api.requests[seen:], 30, "step 1", worker.logs)
+        held = leases.current(SESSION)
+        assert held is not None and held.live(time.time())
+        worker.kill()  # in mid-step, holding a lease good for another ~30 s
+        assert sessions.head(SESSION).seq == 0
+
+        restarted = time.monotonic()
+        worker.start()
+        wait_until(lambda: sessions.head(SESSION).seq >= 1, 60, "step 1 again", worker.logs)
+        took = time.monotonic() - restarted
+        # Process start, one step with slowed queries: seconds, not the lease's 30.
+        assert took < lease_seconds / 3, f"resumed after {took:.1f} s"
+        taken = leases.current(SESSION)
+        assert taken is not None and taken.holder == held.holder and taken.epoch > held.epoch
+
+        wait_until(
+            lambda: sessions.head(SESSION).state.status == "waiting_approval",
+            60,
+            "the approval wait",
+            worker.logs,
+        )
+        approve(api.url)
+        wait_until(lambda: sessions.head(SESSION).state.terminal, 60, "the end", worker.logs)
+        assert worker.stop() == 0
+    head = sessions.head(SESSION)
+    assert head.state.status == "done", head.state.reason
+    assert head.address == reference[0]
+    assert "Traceback" not in worker.logs()
