@@ -167,6 +167,9 @@ class AgentSettings:
     worker_poll_seconds: float = 2.0
     #: A worker's lease on a session it steps; renewed every third of this, taken over after it.
     session_lease_seconds: float = 30.0
+    #: This worker's name on leases, so a restarted worker takes its own leases back at once.
+    #: Empty: hostname plus an id kept in data_dir, and a slot number per live worker there.
+    worker_id: str = ""
     shell_timeout_seconds: float = 20.0
     shell_memory_mb: int = 512
     shell_max_processes: int = 64
@@ -180,9 +183,6 @@ class AgentSettings:
     #: A window of a service that went quiet closes after this much wall time without records.
     detector_idle_seconds: float = 30.0
     #: Score the windows a silent service leaves empty while it is silent, so a service that
-    #: This worker's name on leases, so a restarted worker takes its own leases back at once.
-    #: Empty: hostname plus an id kept in data_dir, and a slot number per live worker there.
-    worker_id: str = ""
     #: stops sending shows a request-rate drop without waiting for its traffic to resume.
     detector_silence_alerts: bool = True
     #: Largest number of records the detectors fold into one state commit.
