@@ -244,6 +244,7 @@ def parse_query_record(entry: dict[str, Any]) -> QueryRecord | None:
     if not isinstance(sql, str) or not isinstance(at, int | float):
         return None
     tables = entry.get("tables")
+    windows = entry.get("time_windows")
     return QueryRecord(
         sql=sql,
         elapsed_ms=float(entry.get("elapsed_ms") or 0.0),
@@ -251,6 +252,11 @@ def parse_query_record(entry: dict[str, Any]) -> QueryRecord | None:
         ok=bool(entry.get("ok", True)),
         tenant=str(entry.get("tenant", "")),
         tables=tuple(str(t) for t in tables) if isinstance(tables, list) else (),
+        time_windows=tuple(
+            (str(t), float(w))
+            for t, w in (windows.items() if isinstance(windows, dict) else ())
+            if isinstance(w, int | float) and w >= 0
+        ),
     )
 
 

@@ -16,6 +16,7 @@ Parquet statistics skip row groups within the files that remain.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -91,6 +92,8 @@ class QueryResult:
     snapshots: dict[str, int | None] = field(default_factory=dict)
     #: Table name -> (files read, files in the snapshot): what time-window pruning left.
     files: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Table name -> width in seconds of the time window the query selected, where bounded.
+    time_windows: dict[str, float] = field(default_factory=dict)
 
     @property
     def row_count(self) -> int:
@@ -180,6 +183,9 @@ class DuckDBEngine:
             windows[column.field_id] = window.narrowed(bound.side, value)
         if not windows:
             return scan
+        widths = [w.width_seconds(time.time()) for w in windows.values()]
+        known = [w for w in widths if w is not None]
+        scan = dataclasses.replace(scan, window_seconds=min(known) if known else None)
         keep = [
             all(w.overlaps(*bounds.get(fid, (None, None))) for fid, w in windows.items())
             for bounds in scan.file_bounds
@@ -243,6 +249,7 @@ class DuckDBEngine:
             elapsed_ms=(time.perf_counter() - started) * 1000.0,
             snapshots={s.name: s.snapshot_id for s in scans},
             files={s.name: (len(s.files), s.total_files) for s in scans},
+            time_windows={s.name: s.window_seconds for s in scans if s.window_seconds is not None},
         )
 
     def _execute(

@@ -70,6 +70,13 @@ class Window:
             return Window(value if self.low is None else max(self.low, value), self.high)
         return Window(self.low, value if self.high is None else min(self.high, value))
 
+    def width_seconds(self, now: float) -> float | None:
+        """The window's width; a window with only a lower bound ends ``now``."""
+        if self.low is None:
+            return None
+        high = self.high if self.high is not None else int(now * 1_000_000)
+        return max(0.0, (high - self.low) / 1_000_000)
+
     def overlaps(self, lower: int | None, upper: int | None) -> bool:
         """Whether a file whose values lie in [lower, upper] may hold rows in the window."""
         if self.low is not None and upper is not None and upper < self.low:

@@ -38,6 +38,8 @@ class QueryRecord:
     tables: list[str] = field(default_factory=list)
     filter_columns: list[str] = field(default_factory=list)
     group_by_columns: list[str] = field(default_factory=list)
+    #: Table -> width in seconds of the time window the query selected (bounded ones only).
+    time_windows: dict[str, float] = field(default_factory=dict)
     #: Error code when not ok ("rejected", "timeout", ...).
     error: str | None = None
     #: When the query ran, seconds since the epoch (UTC).

@@ -64,6 +64,9 @@ class TableScan:
     data_files: tuple[DataFile, ...] = ()
     #: The table's partition specs by id: each data file is partitioned by its own spec.
     specs: Mapping[int, PartitionSpec] = field(default_factory=dict)
+    #: Width in seconds of the time window the query's filters select (a lower bound alone
+    #: reaches to now); None when the query does not bound time on both sides.
+    window_seconds: float | None = None
 
     def keeping(self, keep: Sequence[bool]) -> TableScan:
         """The same scan over only the files marked True."""

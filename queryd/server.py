@@ -231,6 +231,7 @@ class QuerydApp:
             result = self.engine.run(tenant, checked, max_rows, cancellation=cancellation)
             encoded = encode(result, kind)
             record.update(ok=True, rows=encoded.result.row_count)
+            record.update(time_windows={t: round(w, 3) for t, w in result.time_windows.items()})
             return encoded
         except Exception as exc:
             record.update(ok=False, error=error_status(exc)[1])

@@ -12,9 +12,9 @@ The model, for one busy day of ``D`` bytes (full-table scans are a multiple of i
   ``bucket[N]`` field, times the services of ``identity(service_name)``;
 - **files** per partition once compacted: its bytes over the target file size, at least one;
 - a query reads the **partitions** its filters select: a time range ``ceil(window / span)`` of
-  the time partitions (the window is ``time_window_seconds``, a typical dashboard window, since
-  the query log does not say how wide windows are); an equality filter on a partitioned
-  column 1/N of them;
+  the time partitions (the window is the width the query daemon logged for the query, rounded
+  up to a standard width; ``time_window_seconds``, a typical dashboard window, for queries
+  logged without one); an equality filter on a partitioned column 1/N of them;
 - within a partition, data is sorted (compaction honors the sort order) and files are cut in
   that order: an equality filter on the **leading sort key** opens ``ceil(files / distinct)``
   files and reads about 1/distinct of the bytes (row groups skip by min/max); a time range on a
@@ -101,13 +101,14 @@ def query_cost(
     files_per_partition = max(1.0, math.ceil(partition_bytes / max(1, model.target_file_bytes)))
     read_partitions = partitions
     time_column = stats.time_column
+    window = shape.window_seconds or model.time_window_seconds
     for f in layout.partition:
         n = counts.get(str(f))
         if n is None:
             continue
         if f.is_time and f.source == time_column and time_column in shape.range:
             span = TIME_SPANS.get(f.transform, 86400.0)
-            read_partitions *= min(n, math.ceil(model.time_window_seconds / span)) / n
+            read_partitions *= min(n, math.ceil(window / span)) / n
         elif f.source in shape.equality and (f.is_bucket or f.transform == "identity"):
             read_partitions *= 1.0 / n
     read_partitions = max(1.0, read_partitions)
@@ -131,7 +132,7 @@ def query_cost(
             if k not in shape.equality and k not in partitioned
         )
         floor = min(1.0, runs / ROW_GROUPS_PER_FILE)
-        share *= max(floor, min(1.0, model.time_window_seconds / span))
+        share *= max(floor, min(1.0, window / span))
     if any(c in layout.bloom for c in shape.equality):
         share *= BLOOM_READ_SHARE
     total_files = read_partitions * files

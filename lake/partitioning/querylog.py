@@ -63,6 +63,9 @@ class QueryRecord:
     tenant: str = ""
     #: Tables the query read, when the logger knew them (else they are read from the SQL).
     tables: tuple[str, ...] = ()
+    #: (table, seconds): the width of the time window the query selected in each table, where
+    #: the query daemon saw it bounded.
+    time_windows: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,20 @@ class QueryShape:
 
     equality: frozenset[str] = frozenset()
     range: frozenset[str] = frozenset()
+    #: Width of the time window, rounded up to one of WINDOW_WIDTHS; None when not known.
+    window_seconds: float | None = None
+
+
+#: Time window widths a query's window is rounded up to, so a workload has few shapes: a
+#: minute, 5 and 15 minutes, an hour, 6 hours, a day, a week, 30 days.
+WINDOW_WIDTHS = (60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 604800.0, 2592000.0)
+
+
+def window_width(seconds: float | None) -> float | None:
+    """``seconds`` rounded up to the next of WINDOW_WIDTHS (the widest one beyond it)."""
+    if seconds is None:
+        return None
+    return next((w for w in WINDOW_WIDTHS if seconds <= w), WINDOW_WIDTHS[-1])
 
 
 @dataclass(frozen=True)
@@ -236,9 +253,12 @@ def summarize(
         if wanted not in tables:
             continue
         latencies.append(record.elapsed_ms)
+        ranges = frozenset(c for c, kinds in usage.filters.items() if RANGE in kinds)
+        windows = {t.lower().rsplit(".", 1)[-1]: w for t, w in record.time_windows}
         shape = QueryShape(
             frozenset(c for c, kinds in usage.filters.items() if EQUALITY in kinds),
-            frozenset(c for c, kinds in usage.filters.items() if RANGE in kinds),
+            ranges,
+            window_width(windows.get(wanted)) if ranges else None,
         )
         shapes[shape] = shapes.get(shape, 0) + 1
         for column, kinds in usage.filters.items():

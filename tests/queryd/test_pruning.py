@@ -149,6 +149,7 @@ def test_pruned_queries_read_fewer_files_and_return_the_same_rows(
         " GROUP BY 1 ORDER BY 1",
     )
     assert pruned.files["spans"][0] < full.files["spans"][0]
+    assert pruned.time_windows == {"spans": pytest.approx(1805.0)} and full.time_windows == {}
     assert pruned.table.equals(full.table)
     assert sum(r["n"] for r in pruned.table.to_pylist()) == 5
 

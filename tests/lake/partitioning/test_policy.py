@@ -289,6 +289,10 @@ def test_cost_model_counts_files_and_bytes() -> None:
     lookup = QueryShape(equality=frozenset({"service_name"}))
     one = query_cost(lookup, day, data, 512 * MIB, model)
     assert (one.files, one.bytes) == (1, 64 * MIB)
+    # A logged window width replaces the model's assumed hour: 6 hours read 6 hour partitions.
+    six = QueryShape(range=frozenset({"start_time"}), window_seconds=21600.0)
+    assert query_cost(six, hour, data, 512 * MIB, model).files == 6
+    assert query_cost(six, hour, data, 512 * MIB, model).bytes == 512 * MIB / 4
 
 
 def test_an_unpartitioned_table_gets_a_time_partition() -> None:

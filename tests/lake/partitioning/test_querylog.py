@@ -118,3 +118,30 @@ def test_query_daemon_log_lines_are_policy_input() -> None:
         tables=("spans",),
     )
     assert parse_query_record({"sql": 1, "at": 0}) is None
+
+
+def test_logged_time_windows_shape_the_workload() -> None:
+    line = LoggedQuery(
+        "acme",
+        "SELECT count(*) FROM spans WHERE start_time >= now() - INTERVAL 4 MINUTE",
+        ok=True,
+        elapsed_ms=3.0,
+        tables=["spans"],
+        time_windows={"spans": 240.0},
+        at=1_800_000_000.0,
+    ).to_json()
+    narrow = parse_query_record(json.loads(line))
+    assert narrow is not None and narrow.time_windows == (("spans", 240.0),)
+    wide = QueryRecord(
+        "SELECT count(*) FROM spans WHERE start_time > '2026-11-01'",
+        at=1_800_000_000.0,
+        time_windows=(("main.spans", 3 * 86400.0),),
+    )
+    unknown = QueryRecord("SELECT * FROM spans WHERE start_time > now() - INTERVAL 1 HOUR")
+    lookup = QueryRecord("SELECT * FROM spans WHERE trace_id = 'x'", time_windows=(("spans", 9),))
+    workload = summarize([narrow, wide, unknown, lookup], "spans", SPAN_COLUMNS)
+    windows = sorted((s.window_seconds or 0.0) for s in workload.shapes if s.range)
+    # Rounded up to 5 minutes and a week; unknown when the log says nothing.
+    assert windows == [0.0, 300.0, 604800.0]
+    # A query without a time range has no window, whatever the log says.
+    assert [s.window_seconds for s in workload.shapes if not s.range] == [None]
