@@ -360,8 +360,11 @@ def main(argv: list[str]) -> None:
         pruned_ms: dict[str, dict] = {}
         querylog = JsonLinesQueryLog(settings.data_path / "querylog")
         for q in queries:
+            windows = engine.query("base", q.sql).time_windows  # logged as queryd logs them
             for _ in range(q.weight):
-                querylog.record(QueryRecord("base", q.sql, True, 10.0, tables=["spans"]))
+                querylog.record(
+                    QueryRecord("base", q.sql, True, 10.0, tables=["spans"], time_windows=windows)
+                )
         proposal = propose_layout(settings, "base", base)
         print(f"\npolicy: {proposal.current}\n     -> {proposal.target}")
         for change in proposal.changes:

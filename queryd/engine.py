@@ -183,7 +183,7 @@ class DuckDBEngine:
             windows[column.field_id] = window.narrowed(bound.side, value)
         if not windows:
             return scan
-        widths = [w.width_seconds(time.time()) for w in windows.values()]
+        widths = [w.width_seconds(_newest(scan, fid)) for fid, w in windows.items()]
         known = [w for w in widths if w is not None]
         scan = dataclasses.replace(scan, window_seconds=min(known) if known else None)
         keep = [
@@ -307,6 +307,13 @@ class DuckDBEngine:
             con.close()
             raise
         return con
+
+
+def _newest(scan: TableScan, field_id: int) -> int | None:
+    """The largest value of a timestamp field in the scan's files, from the manifests."""
+    uppers = [b[field_id][1] for b in scan.file_bounds if field_id in b]
+    known = [u for u in uppers if u is not None]
+    return max(known) if known else None
 
 
 def equality_expression(filters: list[Equality]) -> BooleanExpression | None:

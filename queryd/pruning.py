@@ -70,11 +70,14 @@ class Window:
             return Window(value if self.low is None else max(self.low, value), self.high)
         return Window(self.low, value if self.high is None else min(self.high, value))
 
-    def width_seconds(self, now: float) -> float | None:
-        """The window's width; a window with only a lower bound ends ``now``."""
+    def width_seconds(self, newest: int | None) -> float | None:
+        """The window's width; a window with only a lower bound ends at ``newest``, the newest
+        value the data holds (microseconds), since that is as far as it reads."""
         if self.low is None:
             return None
-        high = self.high if self.high is not None else int(now * 1_000_000)
+        high = self.high if self.high is not None else newest
+        if high is None:
+            return None
         return max(0.0, (high - self.low) / 1_000_000)
 
     def overlaps(self, lower: int | None, upper: int | None) -> bool:

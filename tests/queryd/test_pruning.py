@@ -150,6 +150,11 @@ def test_pruned_queries_read_fewer_files_and_return_the_same_rows(
     )
     assert pruned.files["spans"][0] < full.files["spans"][0]
     assert pruned.time_windows == {"spans": pytest.approx(1805.0)} and full.time_windows == {}
+    # A lower bound alone reads up to the newest span (17:01:39): that is its window.
+    since = engine.query(
+        "acme", "SELECT count(*) FROM spans WHERE start_time >= '2026-11-01 17:00'"
+    )
+    assert since.time_windows == {"spans": 99.0}
     assert pruned.table.equals(full.table)
     assert sum(r["n"] for r in pruned.table.to_pylist()) == 5
 
