@@ -300,16 +300,30 @@ def sessions_list(ctx: click.Context, tenant: str | None, as_json: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print the objects as JSON.")
 @click.pass_context
 def sessions_show(ctx: click.Context, spec: str, as_json: bool) -> None:
-    """Show a transcript: SPEC is tenant/name, tenant/name@STEP, a reference or an address."""
-    from agents.sessions import render
+    """Show a transcript: SPEC is tenant/name, tenant/name@STEP, a reference or an address.
+
+    For a session (tenant/name, tenant/name@STEP) it also shows the session's lease: which
+    worker holds it and until when, or who released it.
+    """
+    import time
+
+    from agents.sessions import SessionLeases, render
 
     sessions = _sessions(ctx)
     address = sessions.resolve(spec)
     snapshot = sessions.get_snapshot(address)
     objects = sessions.replay(address)
     state = snapshot.state
+    session_id = sessions.session_of(spec)
+    lease = None
+    if session_id is not None:
+        # Read only: the holder name of this reader never goes into a lease.
+        lease = SessionLeases(sessions.store, holder="").current(session_id)
+    now = time.time()
     data = {
         "snapshot": address,
+        "session": session_id,
+        "lease": lease.to_json(now) if lease is not None else None,
         "state": state.to_json(),
         "objects": [{"address": o.address, "kind": o.kind, "body": o.body} for o in objects],
     }
@@ -318,6 +332,8 @@ def sessions_show(ctx: click.Context, spec: str, as_json: bool) -> None:
         f" {state.usage.input_tokens}+{state.usage.output_tokens} tokens"
         + (f"\n{state.reason}" if state.reason else "")
     )
+    if session_id is not None:
+        header += f"\nlease {lease.describe(now) if lease is not None else 'never taken'}"
     emit(data, as_json, header + "\n\n" + render(objects))
 
 

@@ -36,7 +36,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 from emberlake.errors import EmberlakeError, SessionError
 
@@ -66,6 +68,31 @@ class Lease:
         """Held by its holder at ``now`` (not released, not expired)."""
         return not self.released and now < self.expires_at
 
+    def to_json(self, now: float) -> dict[str, Any]:
+        """For people and tools: times as RFC 3339 UTC, and whether it is live at ``now``."""
+        return {
+            "holder": self.holder,
+            "epoch": self.epoch,
+            "expires_at": _rfc3339(self.expires_at),
+            "released": self.released,
+            "live": self.live(now),
+        }
+
+    def describe(self, now: float) -> str:
+        """One line: who holds the session, or who last did and since when it is free."""
+        at = _rfc3339(self.expires_at)
+        if self.released:
+            return f"released by {self.holder} at {at} (epoch {self.epoch})"
+        if self.live(now):
+            return (
+                f"held by {self.holder} until {at} (in {self.expires_at - now:.0f} s,"
+                f" epoch {self.epoch})"
+            )
+        return (
+            f"expired at {at} ({now - self.expires_at:.0f} s ago), last held by {self.holder}"
+            f" (epoch {self.epoch})"
+        )
+
     def to_bytes(self) -> bytes:
         return canonical_json(
             {"holder": self.holder, "expires_at": self.expires_at, "released": self.released}
@@ -86,6 +113,11 @@ class Lease:
             raise SessionError(
                 f"lease {epoch} of session {session_id} is malformed: {exc}"
             ) from None
+
+
+def _rfc3339(unix_seconds: float) -> str:
+    at = datetime.fromtimestamp(unix_seconds, tz=UTC).isoformat(timespec="milliseconds")
+    return at.replace("+00:00", "Z")
 
 
 class SessionLeases:

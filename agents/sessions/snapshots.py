@@ -369,6 +369,16 @@ class SessionStore:
             return self.head(spec).address
         raise NotFound(f"{spec!r} names no snapshot, session or reference")
 
+    def session_of(self, spec: str) -> str | None:
+        """The session a spec names as ``tenant/name`` or ``tenant/name@N`` (as :meth:`resolve`
+        reads it); None for an address or a reference, which name a snapshot only."""
+        if is_address(spec):
+            return None
+        session_id, at, _ = spec.partition("@")
+        if not at and _REF_RE.match(spec) and ".." not in spec and self.get_ref(spec) is not None:
+            return None
+        return session_id if "/" in session_id and self.exists(session_id) else None
+
 
 def with_state(head: Head, **changes: Any) -> SessionState:
     """The head's state with some fields changed."""
