@@ -66,6 +66,19 @@ class ReceiverSettings:
     default_tenant: str = "default"
     #: Bearer tokens mapped to tenants, "token=tenant,token=tenant". When set, auth is on.
     tokens: str = ""
+    #: Ack journal (data_dir/receiver/journal): every record Kafka acknowledged is also written
+    #: to local segment files before the client is answered, and produced again to a new broker
+    #: after a restart, so a memory-backed broker's crash loses nothing acknowledged. "auto" is
+    #: on exactly with the embedded broker (real Kafka is durable itself); "on"; "off".
+    journal: str = "auto"
+    #: fsync every journal write. Off, a write survives the receiver or the broker dying but
+    #: not a power loss or kernel crash; on, it survives those too, at a cost per request.
+    journal_fsync: bool = False
+    #: A journal segment is closed once this big or this old; closed ones are deleted once the
+    #: lake's checkpoints cover them, checked every journal_trim_seconds.
+    journal_segment_bytes: int = 64 * 1024 * 1024
+    journal_segment_seconds: float = 30.0
+    journal_trim_seconds: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """``emberlake up``: the whole system on one machine, supervised.
 
-It starts the broker (embedded unless bootstrap servers are set), creates the topics, then runs
-every component as its own process — the same ``emberlake <component>`` commands that run alone
-when scaling out — restarts any that dies, and on Ctrl-C stops them in an order that loses
-nothing: intake first, then the lake writer once it has drained what the broker holds, then the
-rest, then the broker.
+It starts the broker (embedded unless bootstrap servers are set), creates the topics, produces
+into it what the receiver's ack journal holds and the lake lacks (see :mod:`ingest.journal`),
+then runs every component as its own process — the same ``emberlake <component>`` commands that
+run alone when scaling out — restarts any that dies, and on Ctrl-C stops them in an order that
+loses nothing: intake first, then the lake writer once it has drained what the broker holds,
+then the rest, then the broker.
 """
 
 from __future__ import annotations
@@ -104,17 +105,58 @@ class Supervisor:
 
     def start(self) -> None:
         self.settings.data_path.mkdir(parents=True, exist_ok=True)
-        self.broker.start()
-        from ingest.kafka import ensure_emberlake_topics
-
-        ensure_emberlake_topics(self._live_settings())
+        self._start_broker()
         for component in self.components():
             self.running[component.name] = self._spawn(component)
 
+    def _start_broker(self, attempts: int = 3) -> None:
+        """Start the broker, create the topics, and replay the receiver's ack journal into it.
+
+        The replay comes before any component starts: the lake writer, once started, forgets
+        the checkpoints of earlier clusters, which the replay reads to skip what the lake holds.
+        A replay that failed half-way may have left some entries in the broker, so the next
+        attempt starts a fresh one.
+        """
+        from emberlake.errors import JournalError
+        from ingest.journal import journal_enabled
+        from ingest.kafka import ensure_emberlake_topics
+
+        for attempt in range(1, attempts + 1):
+            self.broker.start()
+            if isinstance(self.broker, EmbeddedBroker):
+                log.info(
+                    "started broker (pid %s, cluster %s)", self.broker.pid, self.broker.cluster_id
+                )
+            ensure_emberlake_topics(self._live_settings())
+            if not journal_enabled(self.settings):
+                return
+            try:
+                self._replay_journal()
+                return
+            except JournalError as exc:
+                if attempt == attempts or not isinstance(self.broker, EmbeddedBroker):
+                    raise
+                log.error("%s; starting a fresh broker to replay into", exc)
+                self.broker.stop()
+                self.broker = broker_for(self.settings)
+
+    def _replay_journal(self) -> None:
+        from ingest.journal import journal_dir, replay_journal
+        from ingest.kafka import cluster_id
+
+        live = self._live_settings()
+        replay_journal(live, journal_dir(self.settings), cluster_id(live))
+
     def _live_settings(self) -> Settings:
-        """The settings, pointed at the broker actually running (embedded ones get a port)."""
+        """The settings, pointed at the broker actually running (embedded ones get a port), with
+        the receiver's journal decided here: children see bootstrap servers either way."""
+        from ingest.journal import journal_enabled
+
         kafka = replace(self.settings.kafka, bootstrap_servers=self.broker.bootstrap_servers)
-        return self.settings.replace(kafka=kafka)
+        receiver = replace(
+            self.settings.receiver, journal="on" if journal_enabled(self.settings) else "off"
+        )
+        return self.settings.replace(kafka=kafka, receiver=receiver)
 
     def watch(self) -> None:
         """Restart components that die, with backoff, until asked to stop."""
@@ -150,6 +192,8 @@ class Supervisor:
                 self.running[name] = new
 
     def _restart_all(self) -> None:
+        """Stop every component, then the broker; start a fresh broker (replaying the receiver's
+        journal into it, see :meth:`_start_broker`) and every component again."""
         self._stop_components()
         self.broker.stop()
         self.broker = broker_for(self.settings)
@@ -186,13 +230,16 @@ class Supervisor:
 
 
 def _print_banner(settings: Settings, sup: Supervisor) -> None:
+    from ingest.journal import journal_enabled
+
     r, q = settings.receiver, settings.queryd
     click.echo(
         "\n".join(
             [
                 f"emberlake is up (data in {settings.data_path})",
                 f"  broker     {sup.broker.bootstrap_servers}"
-                + (" (embedded, memory-backed)" if settings.embedded_broker else ""),
+                + (" (embedded, memory-backed)" if settings.embedded_broker else "")
+                + (" + receiver ack journal" if journal_enabled(settings) else ""),
                 f"  OTLP/gRPC  {r.host}:{r.grpc_port}",
                 f"  OTLP/HTTP  http://{r.host}:{r.http_port}",
                 f'  SQL        http://{q.host}:{q.port}/v1/query   (emberlake query "SELECT 1")',

@@ -129,6 +129,8 @@ class KafkaSink:
         self._conf = conf or producer_config(settings)
         #: Set when the producer hit a fatal error; the serving thread then replaces it.
         self._fatal = threading.Event()
+        #: Producers replaced after a fatal error: a change may mean a different broker cluster.
+        self.generation = 0
         self._producer = self._new_producer()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="kafka-sink", daemon=True)
@@ -147,6 +149,7 @@ class KafkaSink:
     def _replace_fatal_producer(self) -> None:
         self._fatal.clear()
         old, self._producer = self._producer, self._new_producer()
+        self.generation += 1
         try:
             # Fail what the old producer still holds: those requests were not acknowledged,
             # so their clients retry them on the new producer.
@@ -172,9 +175,15 @@ class KafkaSink:
                 log.exception("delivery callback failed")
 
     def send(
-        self, topic: str, key: bytes, value: bytes, headers: Headers = ()
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers = (),
+        partition: int | None = None,
     ) -> concurrent.futures.Future[tuple[int, int]]:
-        """Produce one record; the future yields (partition, offset) once it is acknowledged."""
+        """Produce one record (to ``partition``, else where its key hashes); the future yields
+        (partition, offset) once it is acknowledged."""
         fut: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
 
         def on_delivery(err: KafkaError | None, msg: Any) -> None:
@@ -190,12 +199,18 @@ class KafkaSink:
             except concurrent.futures.InvalidStateError:
                 pass  # the caller stopped waiting (its request was cancelled)
 
+        where = {} if partition is None else {"partition": partition}
         for attempt in range(2):
             if self._stop.is_set():
                 raise BrokerUnavailable("producer is closing")
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=list(headers), on_delivery=on_delivery
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=list(headers),
+                    on_delivery=on_delivery,
+                    **where,
                 )
                 return fut
             except BufferError:
@@ -209,13 +224,28 @@ class KafkaSink:
                 raise BrokerUnavailable(f"cannot produce to {topic}: {exc}") from None
         raise BrokerUnavailable("the producer queue is full: the broker is slow or unreachable")
 
-    async def send_all(self, records: Sequence[tuple[str, bytes, bytes, Headers]]) -> None:
-        """Produce records and wait until every one is acknowledged (or raise)."""
+    async def send_all(
+        self, records: Sequence[tuple[str, bytes, bytes, Headers]]
+    ) -> list[tuple[int, int]]:
+        """Produce records and wait until every one is acknowledged (or raise); returns the
+        (partition, offset) of each."""
         futures = [asyncio.wrap_future(self.send(*r)) for r in records]
         results = await asyncio.gather(*futures, return_exceptions=True)
+        positions: list[tuple[int, int]] = []
         for res in results:
             if isinstance(res, BaseException):
                 raise res if isinstance(res, BrokerUnavailable) else BrokerUnavailable(str(res))
+            positions.append(res)
+        return positions
+
+    def partition_count(self, topic: str, timeout: float = 10.0) -> int:
+        """How many partitions ``topic`` has (0 when the broker does not know it)."""
+        try:
+            metadata = self._producer.list_topics(topic, timeout=timeout)
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"cannot read the partitions of {topic}: {exc}") from None
+        found = metadata.topics.get(topic)
+        return 0 if found is None or found.error is not None else len(found.partitions)
 
     def flush(self, timeout: float = 10.0) -> int:
         return int(self._producer.flush(timeout))

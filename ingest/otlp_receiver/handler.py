@@ -34,7 +34,7 @@ OFFLOAD_BYTES: dict[str, int] = {"protobuf": 2 * 1024 * 1024, "json": 128 * 1024
 class Sink(Protocol):
     """Where records go: :class:`ingest.kafka.KafkaSink`, or a double in unit tests."""
 
-    async def send_all(self, records: Sequence[KafkaRecord]) -> None:
+    async def send_all(self, records: Sequence[KafkaRecord]) -> object:
         """Return once every record is acknowledged; raise BrokerUnavailable otherwise."""
         ...
 

@@ -3,7 +3,9 @@
 :class:`Receiver` is the async core, :func:`serve` runs it until told to stop (the CLI wires
 SIGINT/SIGTERM to that), and :class:`ReceiverThread` runs it on a background thread for tests and
 tools that are not async themselves. Stopping is graceful: stop accepting, let requests in flight
-finish (each answers only once Kafka acknowledged it), then flush the producer.
+finish (each answers only once Kafka acknowledged it), then flush the producer. With the ack
+journal on (see :mod:`ingest.journal`), a request is answered only once its records are also in
+the journal.
 """
 
 from __future__ import annotations
@@ -14,8 +16,18 @@ import logging
 import threading
 from typing import Any
 
+from emberlake.errors import EmberlakeError
 from emberlake.settings import Settings
-from ingest.kafka import KafkaSink
+from ingest.journal import (
+    JournalSink,
+    JournalStore,
+    JournalTrimmer,
+    JournalWriter,
+    journal_dir,
+    journal_enabled,
+    lake_checkpoints,
+)
+from ingest.kafka import KafkaSink, cluster_id
 from ingest.otlp_receiver.grpc_server import OtlpGrpcServer
 from ingest.otlp_receiver.handler import ExportHandler, Sink
 from ingest.otlp_receiver.http_server import OtlpHttpServer
@@ -37,6 +49,8 @@ class Receiver:
         self.handler: ExportHandler | None = None
         self._grpc: OtlpGrpcServer | None = None
         self._http: OtlpHttpServer | None = None
+        self._journal: JournalWriter | None = None
+        self._trimmer: JournalTrimmer | None = None
 
     @property
     def grpc_port(self) -> int:
@@ -53,6 +67,8 @@ class Receiver:
         r = self.settings.receiver
         if self._sink is None:
             self._sink = KafkaSink(self.settings)
+            if journal_enabled(self.settings):
+                self._sink = await self._journalled(self._sink)
         self.handler = ExportHandler(self.settings, self._sink)
         self._grpc = OtlpGrpcServer(self.handler, r.host, r.grpc_port, r.max_request_bytes)
         self._http = OtlpHttpServer(
@@ -74,10 +90,47 @@ class Receiver:
             stopping.append(self._http.stop())
         await asyncio.gather(*stopping, return_exceptions=True)
         self._grpc = self._http = None
-        if self._owns_sink and isinstance(self._sink, KafkaSink):
-            sink, self._sink = self._sink, None
-            await asyncio.to_thread(sink.close, min(self.grace, 5.0))
+        if self._trimmer is not None:
+            await asyncio.to_thread(self._trimmer.stop)
+            self._trimmer = None
+        kafka = self._sink.kafka if isinstance(self._sink, JournalSink) else self._sink
+        if self._owns_sink and isinstance(kafka, KafkaSink):
+            self._sink = None
+            await asyncio.to_thread(kafka.close, min(self.grace, 5.0))
+        if self._journal is not None:
+            # After the producer closed: requests still journalling have finished by now.
+            self._journal.close()
+            self._journal = None
         log.info("receiver stopped")
+
+    async def _journalled(self, kafka: KafkaSink) -> JournalSink:
+        """Wrap the producer in the ack journal and start trimming it."""
+        r = self.settings.receiver
+        self._journal = JournalWriter(
+            JournalStore(journal_dir(self.settings)),
+            fsync=r.journal_fsync,
+            segment_bytes=r.journal_segment_bytes,
+            segment_seconds=r.journal_segment_seconds,
+        )
+
+        def read_cluster() -> str:
+            return cluster_id(self.settings, timeout=5.0)
+
+        sink = JournalSink(kafka, self._journal, read_cluster)
+        try:
+            await asyncio.to_thread(sink.refresh_cluster)
+        except EmberlakeError as exc:
+            # Learnt on the first acknowledgement instead; until then nothing is acknowledged.
+            log.warning("cannot read the broker's cluster id yet (%s)", exc)
+        self._trimmer = JournalTrimmer(
+            self._journal, lake_checkpoints(self.settings), r.journal_trim_seconds, read_cluster
+        ).start()
+        log.info(
+            "ack journal on in %s%s",
+            self._journal.store.directory,
+            " (fsync)" if r.journal_fsync else "",
+        )
+        return sink
 
     async def __aenter__(self) -> Receiver:
         await self.start()

@@ -1,0 +1,111 @@
+"""Which journal entries are trimmed, skipped and produced again (pure, no I/O)."""
+
+from __future__ import annotations
+
+from ingest.journal.policy import (
+    SegmentSummary,
+    TopicPartition,
+    in_lake,
+    old_segments,
+    partitions_by_cluster,
+    plan_replay,
+    trimmable,
+)
+from ingest.journal.segment import DecodedSegment, JournalEntry, SegmentHeader
+from ingest.topics import Topics
+
+TOPICS = Topics("p")
+SPANS = TOPICS.signal("spans")
+LOGS = TOPICS.signal("logs")
+
+
+def entry(
+    offset: int, partition: int = 0, topic: str = SPANS, tenant: str = "acme"
+) -> JournalEntry:
+    value = f"{topic}/{partition}/{offset}".encode()
+    return JournalEntry(
+        topic, partition, offset, b"k", value, (("emberlake-tenant", tenant.encode()),)
+    )
+
+
+def seg(
+    cluster: str, created: int, entries: list[JournalEntry], damage: str = ""
+) -> DecodedSegment:
+    return DecodedSegment(SegmentHeader(cluster, created, 1), entries, damage)
+
+
+def no_tables(cluster: str, namespace: str, table: str, tp: TopicPartition) -> int | None:
+    return None
+
+
+def test_summary_keeps_the_highest_offset_per_partition() -> None:
+    summary = SegmentSummary.of(seg("a", 0, [entry(5), entry(2), entry(7, 1), entry(3, 1)]))
+    assert summary.highest == {(SPANS, 0): 5, (SPANS, 1): 7}
+
+
+def test_trimmable_only_when_checkpoints_pass_every_entry() -> None:
+    summary = SegmentSummary("a", {(SPANS, 0): 5, (SPANS, 1): 7})
+    assert trimmable(summary, {("a", SPANS, 0): 6, ("a", SPANS, 1): 8})
+    assert not trimmable(summary, {("a", SPANS, 0): 6, ("a", SPANS, 1): 7})  # 7 not yet stored
+    assert not trimmable(summary, {("a", SPANS, 0): 6})  # partition 1 never checkpointed
+    assert not trimmable(summary, {("b", SPANS, 0): 9, ("b", SPANS, 1): 9})  # other cluster
+    assert trimmable(SegmentSummary("a"), {})  # nothing in it
+
+
+def test_in_lake_by_checkpoint_or_by_the_table_offset() -> None:
+    def offsets(cluster: str, namespace: str, table: str, tp: TopicPartition) -> int | None:
+        return 10 if (cluster, namespace, table, tp) == ("a", "acme", "spans", (SPANS, 0)) else None
+
+    checkpoints = {("a", SPANS, 0): 4}
+    assert in_lake("a", entry(3), checkpoints, offsets, TOPICS)  # below the checkpoint
+    assert in_lake("a", entry(9), checkpoints, offsets, TOPICS)  # its table committed past it
+    assert not in_lake("a", entry(10), checkpoints, offsets, TOPICS)
+    assert not in_lake("a", entry(9, tenant="other"), checkpoints, offsets, TOPICS)
+    assert not in_lake("b", entry(3), checkpoints, offsets, TOPICS)  # marks of another cluster
+    assert not in_lake("a", entry(2, topic="elsewhere"), {}, offsets, TOPICS)
+
+
+def test_replay_skips_what_the_lake_holds_and_orders_per_partition() -> None:
+    segments = {
+        # Acknowledgements arrive out of order across requests: offsets 3 before 2.
+        "1.seg": seg("a", 100, [entry(0), entry(3), entry(2), entry(0, 1)]),
+        "2.seg": seg("a", 200, [entry(4), entry(1, 1), entry(0, 0, LOGS)], "truncated frame"),
+    }
+    plan = plan_replay(segments, {("a", SPANS, 0): 2, ("a", SPANS, 1): None}, no_tables, TOPICS)
+    assert [(e.topic, e.partition, e.offset) for e in plan.entries] == [
+        (LOGS, 0, 0),
+        (SPANS, 0, 2),
+        (SPANS, 0, 3),
+        (SPANS, 0, 4),
+        (SPANS, 1, 0),
+        (SPANS, 1, 1),
+    ]
+    assert plan.skipped == 1
+    assert plan.segments == ["1.seg", "2.seg"]
+    assert plan.damaged == ["2.seg: truncated frame"]
+
+
+def test_older_clusters_replay_first_and_duplicates_once() -> None:
+    segments = {
+        "3.seg": seg("b", 300, [entry(0), entry(1)]),
+        "1.seg": seg("a", 100, [entry(7), entry(8)]),
+        "2.seg": seg("a", 150, [entry(8)]),  # the same entry journalled twice
+    }
+    plan = plan_replay(segments, {}, no_tables, TOPICS)
+    assert [e.value for e in plan.entries] == [
+        entry(7).value,
+        entry(8).value,
+        entry(0).value,
+        entry(1).value,
+    ]
+
+
+def test_old_segments_and_their_partitions() -> None:
+    segments = {
+        "1.seg": seg("a", 1, [entry(0), entry(0, 2)]),
+        "2.seg": seg("new", 2, [entry(1)]),
+        "3.seg": DecodedSegment(None, damage="bad magic"),
+    }
+    old = old_segments(segments, "new")
+    assert list(old) == ["1.seg"]
+    assert partitions_by_cluster(old) == {"a": {(SPANS, 0), (SPANS, 2)}}
