@@ -481,11 +481,13 @@ def empty_to_null(strings: pa.Array) -> pa.Array:
     return pc.if_else(empty, pa.scalar(None, pa.string()), strings)
 
 
-def enum_names(values: list[int], names: Sequence[str]) -> pa.Array:
+def enum_names(values: Sequence[int] | np.ndarray, names: Sequence[str]) -> pa.Array:
     """Enum numbers as their names; numbers outside ``names`` become ``UNKNOWN_<n>``."""
     arr = pa.array(values, pa.int32())
-    if not values or (0 <= min(values) and max(values) < len(names)):
+    bounds = pc.min_max(arr).as_py()
+    if not len(arr) or (0 <= bounds["min"] and bounds["max"] < len(names)):
         return pa.array(names, pa.string()).take(arr)
     return pa.array(
-        [names[v] if 0 <= v < len(names) else f"UNKNOWN_{v}" for v in values], pa.string()
+        [names[v] if 0 <= v < len(names) else f"UNKNOWN_{v}" for v in arr.to_pylist()],
+        pa.string(),
     )

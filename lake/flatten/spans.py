@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from itertools import accumulate, islice, repeat
+from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from lake.flatten.chunks import AttributeChunks, Chunks, column_chunk, joined
 from lake.flatten.common import (
     TIMESTAMP,
-    AttributeColumn,
     Columns,
     LeafTable,
     attributes_dict,
@@ -25,7 +25,6 @@ from lake.flatten.common import (
     hex_ids,
     iso_time,
     micros,
-    nanos,
     parse,
     resource_fields,
 )
@@ -100,43 +99,48 @@ class SpanColumns(Columns):
 
     def __init__(self, kinds: bool = False) -> None:
         super().__init__(kinds)
-        self.start: list[int] = []
-        self.end: list[int] = []
+        #: Numeric fields as NumPy chunks, one per scope (see :mod:`lake.flatten.chunks`).
+        self.start: Chunks = []
+        self.end: Chunks = []
+        self.kind: Chunks = []
+        #: Status leaf ids, one chunk per scope.
+        self.status: Chunks = []
         self.trace_id: list[bytes] = []
         self.span_id: list[bytes] = []
         self.parent_id: list[bytes] = []
         #: "" for spans without one (null in the table)
         self.trace_state: list[str] = []
         self.name: list[str] = []
-        self.kind: list[int] = []
-        self.status: list[int] = []
         #: (row, events JSON, links JSON) of the few spans that have events or links; every
         #: other row gets "[]" when the columns are built.
         self.extras: list[tuple[int, str, str]] = []
-        self.attributes = AttributeColumn()
+        self.attributes = AttributeChunks()
         self.statuses = LeafTable(_decode_status, (0, None))
         self.maps = [self.attributes]
-        #: (span field, row list, value of a span without it) of the columns read as columns
+        #: (span field, chunk list, NumPy type) of the numeric columns
+        self._numbers: list[tuple[str, Chunks, Any]] = [
+            ("start_time_unix_nano", self.start, np.uint64),
+            ("end_time_unix_nano", self.end, np.uint64),
+            ("kind", self.kind, np.int32),
+        ]
+        #: (span field, row list, value of a span without it) of the other columns
         self._columns: list[tuple[str, list[Any], Any]] = [
-            ("start_time_unix_nano", self.start, 0),
-            ("end_time_unix_nano", self.end, 0),
             ("trace_id", self.trace_id, b""),
             ("span_id", self.span_id, b""),
             ("parent_span_id", self.parent_id, b""),
             ("trace_state", self.trace_state, ""),
             ("name", self.name, ""),
-            ("kind", self.kind, 0),
         ]
         self.lists = [
             self.start,
             self.end,
+            self.kind,
+            self.status,
             self.trace_id,
             self.span_id,
             self.parent_id,
             self.trace_state,
             self.name,
-            self.kind,
-            self.status,
             self.extras,
         ]
 
@@ -145,7 +149,7 @@ class SpanColumns(Columns):
         columnar = parse(ColumnarTraceRequest, data)
         rs = self.rs
         attrs = self.attributes
-        ids, offsets, attr_of = attrs.ids, attrs.offsets, attrs.__getitem__
+        status_of = self.statuses.__getitem__
         full: Any = None  # the spans' events and links, parsed only when needed
         for ri, (resource_spans, resource_columns) in enumerate(
             zip(request.resource_spans, columnar.resource_spans, strict=True)
@@ -156,9 +160,11 @@ class SpanColumns(Columns):
             ):
                 spans = scope_spans.spans[:]
                 count = len(spans)
+                first = self.rows
                 rs.mark_rows(rs.start_scope(scope_spans.scope), count)
-                first = len(self.start)
                 merged = scope_columns.spans
+                for name, chunks, dtype in self._numbers:
+                    chunks.append(column_chunk(getattr(merged, name), dtype, spans, name))
                 for name, target, default in self._columns:
                     values = getattr(merged, name)
                     if len(values) == count:
@@ -169,15 +175,15 @@ class SpanColumns(Columns):
                         target.extend(map(attrgetter(name), spans))
                 statuses = merged.status
                 if not statuses:
-                    self.status.extend(repeat(self.statuses[b""], count))
+                    self.status.append(np.full(count, status_of(b""), np.int32))
                 else:
                     source = statuses if len(statuses) == count else map(_STATUS, spans)
-                    self.status.extend(map(self.statuses.__getitem__, source))
-                # The scope's attributes as one flat column; each span's count ends its row.
-                offsets.extend(
-                    islice(accumulate(map(len, map(_ATTRIBUTES, spans)), initial=len(ids)), 1, None)
+                    self.status.append(np.fromiter(map(status_of, source), np.int32, count))
+                # The scope's attributes as one flat column, rows cut by each span's count.
+                attrs.add_rows(
+                    merged.attributes,
+                    np.fromiter(map(len, map(_ATTRIBUTES, spans)), np.int32, count),
                 )
-                ids.extend(map(attr_of, merged.attributes[:]))
                 if not (merged.events or merged.links):
                     continue
                 full = full or parse(ExtrasTraceRequest, data)
@@ -194,9 +200,10 @@ class SpanColumns(Columns):
                         )
 
     def to_arrow(self) -> pa.Table:
-        start_ns, end_ns = nanos(self.start), nanos(self.end)
+        start_ns = pa.array(joined(self.start, np.uint64)).cast(pa.int64(), safe=False)
+        end_ns = pa.array(joined(self.end, np.uint64)).cast(pa.int64(), safe=False)
         duration = pc.divide(pc.subtract(end_ns, start_ns).cast(pa.float64(), safe=False), 1e6)
-        status_ids = pa.array(self.status, pa.int32())
+        status_ids = pa.array(joined(self.status, np.int32))
         status_codes = [e[0] for e in self.statuses.entries]
         service, resource, scope_name, scope_version = self.rs.columns()
         columns = [
@@ -208,7 +215,7 @@ class SpanColumns(Columns):
             hex_ids(self.parent_id),
             empty_to_null(pa.array(self.trace_state, pa.string())),
             pa.array(self.name, pa.string()),
-            enum_names(self.kind, KINDS),
+            enum_names(joined(self.kind, np.int32), KINDS),
             enum_names(status_codes, STATUS_CODES).take(status_ids),
             self.statuses.column(1, pa.string(), status_ids),
             service,
@@ -224,7 +231,7 @@ class SpanColumns(Columns):
         """The events and links columns: "[]" but for the spans that have any."""
         # Each column is a take from ["[]", the few JSON texts]: row i picks text k+1 if it
         # is the k-th span with extras, else "[]" (no Python string per row).
-        picks = np.zeros(len(self.start), np.int32)
+        picks = np.zeros(self.rows, np.int32)
         picks[[row for row, _, _ in self.extras]] = np.arange(1, len(self.extras) + 1)
         indices = pa.array(picks)
         events = pa.array([_NO_ITEMS, *(e for _, e, _ in self.extras)], pa.string())
