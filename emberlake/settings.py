@@ -157,6 +157,9 @@ class QuerydSettings:
     memory_limit: str = "2GB"
     #: Queries run at once (each with its own DuckDB using ``threads`` threads); more wait.
     concurrency: int = 4
+    #: Query log bytes per tenant and day logged in full; past it, queries are sampled (each
+    #: kept line stands for several queries) and the day's file stops growing at twice this.
+    querylog_day_bytes: int = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)

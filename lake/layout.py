@@ -252,6 +252,7 @@ def parse_query_record(entry: dict[str, Any]) -> QueryRecord | None:
         ok=bool(entry.get("ok", True)),
         tenant=str(entry.get("tenant", "")),
         tables=tuple(str(t) for t in tables) if isinstance(tables, list) else (),
+        weight=max(1, int(entry.get("weight") or 1)),
         time_windows=tuple(
             (str(t), float(w))
             for t, w in (windows.items() if isinstance(windows, dict) else ())

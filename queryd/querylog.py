@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,6 +44,8 @@ class QueryRecord:
     error: str | None = None
     #: When the query ran, seconds since the epoch (UTC).
     at: float = field(default_factory=time.time)
+    #: How many queries this line stands for: 1, or more once the day's log is sampled.
+    weight: int = 1
 
     @property
     def timestamp(self) -> str:
@@ -68,6 +70,20 @@ class QueryLog(Protocol):
     def record(self, entry: QueryRecord) -> None: ...
 
 
+def sample_stride(size: int, day_bytes: int) -> int:
+    """Keep one record in this many, for a day file of ``size`` bytes (0: keep none).
+
+    Every record until the file holds ``day_bytes``; then one in 2, 4, 8, ... as each further
+    eighth of ``day_bytes`` fills, so a busy day's file grows with the logarithm of its
+    queries; none once it holds twice ``day_bytes``.
+    """
+    if size < day_bytes:
+        return 1
+    if size >= 2 * day_bytes:
+        return 0
+    return 2 ** (1 + (size - day_bytes) * 8 // day_bytes)
+
+
 class JsonLinesQueryLog:
     """Appends records to one JSON-lines file per tenant and UTC day.
 
@@ -75,28 +91,53 @@ class JsonLinesQueryLog:
     tenant's day files whose records are all older than ``keep_seconds`` before now; readers
     looking back at most that far see everything they would have seen without pruning. Tenants
     that stopped querying are pruned too, so the whole log stays bounded.
+
+    With ``day_bytes``, a tenant's day is logged in full up to that size and sampled beyond it
+    (:func:`sample_stride`); a kept line's ``weight`` says how many queries it stands for, so
+    the layout policy still sees the day's mix of queries in the right proportions.
     """
 
-    def __init__(self, root: Path, keep_seconds: float | None = None) -> None:
+    def __init__(
+        self, root: Path, keep_seconds: float | None = None, day_bytes: int | None = None
+    ) -> None:
         self.root = root
         self.keep_seconds = keep_seconds
+        self.day_bytes = day_bytes
         self._lock = threading.Lock()
         #: The UTC day old files were last pruned on.
         self._pruned_on: str | None = None
+        #: Day file -> records not yet logged since the last kept one (sampling).
+        self._skipped: dict[Path, int] = {}
+        self._day = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JsonLinesQueryLog:
         """The daemon's log, kept as long as the layout policy looks back."""
-        return cls(settings.data_path / "querylog", settings.lake.layout_querylog_seconds)
+        return cls(
+            settings.data_path / "querylog",
+            settings.lake.layout_querylog_seconds,
+            settings.queryd.querylog_day_bytes,
+        )
 
     def record(self, entry: QueryRecord) -> None:
         day = entry.timestamp[:10]
         folder = self.root / entry.tenant
-        line = entry.to_json() + "\n"
+        path = folder / f"{day}.jsonl"
         with self._lock:
             folder.mkdir(parents=True, exist_ok=True)
-            with (folder / f"{day}.jsonl").open("a", encoding="utf-8") as out:
-                out.write(line)
+            if self.day_bytes is not None:
+                if self._day != day:  # counts of days gone by are of no more use
+                    self._skipped.clear()
+                    self._day = day
+                stride = sample_stride(path.stat().st_size if path.exists() else 0, self.day_bytes)
+                seen = self._skipped.get(path, 0) + 1
+                if stride == 0 or seen < stride:
+                    self._skipped[path] = seen
+                    return
+                self._skipped.pop(path, None)
+                entry = replace(entry, weight=seen)
+            with path.open("a", encoding="utf-8") as out:
+                out.write(entry.to_json() + "\n")
             if self.keep_seconds is not None:
                 today = dt.datetime.now(dt.UTC).date().isoformat()
                 if self._pruned_on != today:

@@ -66,6 +66,8 @@ class QueryRecord:
     #: (table, seconds): the width of the time window the query selected in each table, where
     #: the query daemon saw it bounded.
     time_windows: tuple[tuple[str, float], ...] = ()
+    #: How many queries this record stands for (a sampled log keeps one line for several).
+    weight: int = 1
 
 
 @dataclass(frozen=True)
@@ -242,8 +244,9 @@ def summarize(
     """Usage of ``table``'s ``columns`` by the successful queries at or after ``since``."""
     counts: dict[str, dict[str, int]] = {}
     latency_sums: dict[str, float] = {}
-    latencies: list[float] = []
+    latencies: list[tuple[float, int]] = []  # (ms, weight)
     shapes: dict[QueryShape, int] = {}
+    queries = 0
     wanted = table.lower()
     for record in records:
         if not record.ok or record.at < since:
@@ -252,7 +255,8 @@ def summarize(
         tables = {t.lower().rsplit(".", 1)[-1] for t in record.tables} or usage.tables
         if wanted not in tables:
             continue
-        latencies.append(record.elapsed_ms)
+        weight = max(1, record.weight)
+        latencies.append((record.elapsed_ms, weight))
         ranges = frozenset(c for c, kinds in usage.filters.items() if RANGE in kinds)
         windows = {t.lower().rsplit(".", 1)[-1]: w for t, w in record.time_windows}
         shape = QueryShape(
@@ -260,17 +264,18 @@ def summarize(
             ranges,
             window_width(windows.get(wanted)) if ranges else None,
         )
-        shapes[shape] = shapes.get(shape, 0) + 1
+        queries += weight
+        shapes[shape] = shapes.get(shape, 0) + weight
         for column, kinds in usage.filters.items():
             c = counts.setdefault(column, {})
-            c["filtered"] = c.get("filtered", 0) + 1
+            c["filtered"] = c.get("filtered", 0) + weight
             for kind in (EQUALITY, RANGE):
                 if kind in kinds:
-                    c[kind] = c.get(kind, 0) + 1
-            latency_sums[column] = latency_sums.get(column, 0.0) + record.elapsed_ms
+                    c[kind] = c.get(kind, 0) + weight
+            latency_sums[column] = latency_sums.get(column, 0.0) + record.elapsed_ms * weight
         for column in usage.grouped:
             c = counts.setdefault(column, {})
-            c["grouped"] = c.get("grouped", 0) + 1
+            c["grouped"] = c.get("grouped", 0) + weight
     usages = {
         column: ColumnUsage(
             column,
@@ -285,11 +290,18 @@ def summarize(
         for column, c in counts.items()
     }
     latencies.sort()
+    total_ms = sum(ms * w for ms, w in latencies)
+    p95_ms, below = 0.0, 0
+    for ms, w in latencies:  # the smallest latency at or above 95 % of the weight
+        below += w
+        p95_ms = ms
+        if below > 0.95 * queries:
+            break
     return Workload(
         table=table,
-        queries=len(latencies),
+        queries=queries,
         columns=usages,
-        mean_ms=sum(latencies) / len(latencies) if latencies else 0.0,
-        p95_ms=latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else 0.0,
+        mean_ms=total_ms / queries if queries else 0.0,
+        p95_ms=p95_ms,
         shapes=shapes,
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 from emberlake.settings import LakeSettings, Settings
 from lake.layout import read_query_log
 from queryd.guard import check_query
-from queryd.querylog import JsonLinesQueryLog, QueryRecord, query_columns
+from queryd.querylog import JsonLinesQueryLog, QueryRecord, query_columns, sample_stride
 
 
 def columns(sql: str) -> tuple[list[str], list[str]]:
@@ -125,3 +125,30 @@ def test_writing_prunes_once_a_day_and_the_layout_reader_sees_recent_queries(
     log.record(QueryRecord("acme", "SELECT again", True, 1.0, at=now))
     assert any(f.startswith("idle/") for f in _files(root))
     assert len(log.prune()) == 1
+
+
+def test_sample_stride_doubles_past_the_day_cap_and_stops_at_twice_it() -> None:
+    cap = 8000
+    assert [sample_stride(size, cap) for size in (0, 7999)] == [1, 1]
+    assert [sample_stride(cap + k * 1000, cap) for k in range(8)] == [2, 4, 8, 16, 32, 64, 128, 256]
+    assert sample_stride(2 * cap, cap) == 0
+
+
+def test_a_busy_day_is_sampled_with_weights_and_stays_bounded(tmp_path: Path) -> None:
+    cap = 20_000
+    log = JsonLinesQueryLog(tmp_path, day_bytes=cap)
+    at = 1_800_000_000.0
+    sent = 3000
+    for i in range(sent):
+        sql = "SELECT * FROM spans WHERE trace_id = 'x'" if i % 3 else "SELECT 1 FROM logs"
+        log.record(QueryRecord("acme", sql, True, 1.0, tables=["spans"], at=at))
+    (day_file,) = (tmp_path / "acme").glob("*.jsonl")
+    kept = list(log.entries("acme"))
+    size = day_file.stat().st_size
+    assert cap < size < 2 * cap  # sampled past the cap, never past twice it
+    assert len(kept) < sent and max(r.weight for r in kept) > 1
+    full = [r for r in kept if r.weight == 1]
+    assert sum(len(r.to_json()) + 1 for r in full) >= cap  # every query logged up to the cap
+    # The weights account for every query but those waiting for their sampled line.
+    total = sum(r.weight for r in kept)
+    assert sent - max(r.weight for r in kept) < total <= sent

@@ -145,3 +145,21 @@ def test_logged_time_windows_shape_the_workload() -> None:
     assert windows == [0.0, 300.0, 604800.0]
     # A query without a time range has no window, whatever the log says.
     assert [s.window_seconds for s in workload.shapes if not s.range] == [None]
+
+
+def test_sampled_lines_count_as_the_queries_they_stand_for() -> None:
+    lookup = "SELECT * FROM spans WHERE trace_id = 'x'"
+    window = "SELECT count(*) FROM spans WHERE start_time > now() - INTERVAL 1 HOUR"
+    records = [
+        QueryRecord(lookup, elapsed_ms=2.0, weight=8),
+        QueryRecord(window, elapsed_ms=50.0),
+        QueryRecord(window, elapsed_ms=60.0),
+    ]
+    workload = summarize(records, "spans", SPAN_COLUMNS)
+    assert workload.queries == 10
+    assert workload.usage("trace_id").equality == 8 and workload.usage("start_time").range == 2
+    assert workload.mean_ms == (8 * 2.0 + 50.0 + 60.0) / 10
+    assert workload.p95_ms == 60.0
+    line = json.dumps({"sql": lookup, "at": 1.0, "weight": 8})
+    parsed = parse_query_record(json.loads(line))
+    assert parsed is not None and parsed.weight == 8
