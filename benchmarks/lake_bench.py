@@ -101,6 +101,47 @@ def trace_request(service: str, rng: random.Random, spans: int = SPANS_PER_REQUE
     return request.SerializeToString()
 
 
+def log_request(service: str, rng: random.Random, records: int = SPANS_PER_REQUEST) -> bytes:
+    """One service's log records: request logs of an HTTP service, most inside a span."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    request = ExportLogsServiceRequest()
+    rl = request.resource_logs.add()
+    rl.resource.attributes.extend(
+        [
+            _kv("service.name", service),
+            _kv("service.version", "2.4.1"),
+            _kv("host.name", f"{service}-{rng.randrange(4)}"),
+            _kv("deployment.environment", "prod"),
+        ]
+    )
+    sl = rl.scope_logs.add()
+    sl.scope.name = "app.requests"
+    now = time.time_ns()
+    for i in range(records):
+        record = sl.log_records.add()
+        record.time_unix_nano = now + i * 1000
+        record.observed_time_unix_nano = now + i * 1000 + 500
+        error = rng.random() < 0.05
+        record.severity_number = 17 if error else 9
+        record.severity_text = "ERROR" if error else "INFO"
+        route = rng.choice(ROUTES)
+        record.body.string_value = f"GET {route} took {rng.randrange(1, 900)} ms"
+        if i % 8:
+            record.trace_id = rng.randbytes(16)
+            record.span_id = rng.randbytes(8)
+            record.flags = 1
+        record.attributes.extend(
+            [
+                _kv("http.route", route),
+                _kv("http.status_code", 500 if error else 200),
+                _kv("enduser.id", f"user-{rng.randrange(5000)}"),
+                _kv("thread.name", f"worker-{rng.randrange(8)}"),
+            ]
+        )
+    return request.SerializeToString()
+
+
 def naive_flatten(payloads: list[bytes]) -> pa.Table:
     """A straightforward flatten through the official classes, as the baseline."""
     rows: list[dict[str, object]] = []
@@ -158,6 +199,26 @@ def bench_flatten(requests: int = 100, repeats: int = 5) -> None:
         f"flatten: {spans / fast / 1e3:,.0f} k spans/s "
         f"(naive {spans / slow / 1e3:,.0f} k spans/s, x{slow / fast:.1f}); "
         f"{fast / spans * 1e6:.2f} us/span, best CPU time of {repeats} over {spans:,} spans"
+    )
+
+
+def bench_flatten_logs(requests: int = 100, repeats: int = 5) -> None:
+    from lake.flatten import LogColumns
+
+    rng = random.Random(1)
+    payloads = [log_request(f"svc{i % 8}", rng) for i in range(requests)]
+    records = requests * SPANS_PER_REQUEST
+
+    def ours() -> None:
+        columns = LogColumns()
+        for data in payloads:
+            columns.add(data)
+        columns.to_arrow()
+
+    cpu = _best(ours, repeats)
+    print(
+        f"flatten logs: {records / cpu / 1e3:,.0f} k records/s; {cpu / records * 1e6:.2f} "
+        f"us/record, best CPU time of {repeats} over {records:,} records"
     )
 
 
@@ -327,6 +388,7 @@ def main(argv: list[str]) -> None:
         work = Path(tmp)
         if args.only in (None, "flatten"):
             bench_flatten()
+            bench_flatten_logs()
         if args.only in (None, "parquet"):
             bench_parquet()
         summary: list[str] = []

@@ -10,7 +10,8 @@ with ``np.fromiter`` for the same reason. Each column is a list of chunks, one p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -23,16 +24,41 @@ from lake.flatten.common import AttributeColumn
 Chunks = list[np.ndarray]
 
 
-def column_chunk(values: Any, dtype: Any, spans: Sequence[Any], name: str) -> np.ndarray:
-    """One scope's values of the merged column ``values`` (span field ``name``): the column
-    itself when every span set the field (a canonical encoding writes a set field once), zeros
-    when none did, else every span's field read span by span from ``spans``."""
-    count = len(spans)
-    if len(values) == count:
-        return np.array(values, dtype)
-    if not len(values):
-        return np.zeros(count, dtype)
-    return np.fromiter(map(attrgetter(name), spans), dtype, count)
+class _PerRecord:
+    """Stands for the merged columns of a request that is not canonically encoded: each of
+    its columns is :data:`UNALIGNED`, so every row's value is read from its own message."""
+
+    def __getattr__(self, name: str) -> Any:
+        return UNALIGNED
+
+
+#: A column whose values cannot be matched to rows by position.
+UNALIGNED: Any = object()
+PER_RECORD: Any = _PerRecord()
+
+
+def column_chunk(values: Any, dtype: Any, rows: Sequence[Any], name: str) -> np.ndarray:
+    """One scope's values of the merged column ``values`` (field ``name`` of the messages in
+    ``rows``): the column itself when every row set the field (a canonical encoding writes a
+    set field once), zeros when none did, else every row's field read from its message."""
+    count = len(rows)
+    if values is not UNALIGNED:
+        if len(values) == count:
+            return np.array(values, dtype)
+        if not len(values):
+            return np.zeros(count, dtype)
+    return np.fromiter(map(attrgetter(name), rows), dtype, count)
+
+
+def column_values(values: Any, default: Any, rows: Sequence[Any], name: str) -> Iterable[Any]:
+    """Like :func:`column_chunk`, for a column kept as a Python list (strings, bytes)."""
+    count = len(rows)
+    if values is not UNALIGNED:
+        if len(values) == count:
+            return values
+        if not len(values):
+            return repeat(default, count)
+    return map(attrgetter(name), rows)
 
 
 def joined(chunks: Chunks, dtype: Any) -> np.ndarray:

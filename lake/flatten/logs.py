@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from lake.flatten.chunks import (
+    PER_RECORD,
+    AttributeChunks,
+    Chunks,
+    column_chunk,
+    column_values,
+    joined,
+)
 from lake.flatten.common import (
     TIMESTAMP,
-    AttributeColumn,
     Columns,
     LeafTable,
+    empty_to_null,
     field,
     hex_ids,
     micros,
-    nanos,
     parse,
     render_body,
     resource_fields,
 )
-from lake.flatten.wire import LeanLogsRequest
+from lake.flatten.wire import ColumnarLogsRequest, LeanLogsRequest
 
 SCHEMA = pa.schema(
     [
@@ -40,86 +49,116 @@ SCHEMA = pa.schema(
 )
 
 
+_ATTRIBUTES = attrgetter("attributes")
+
+
 def _decode_body(data: bytes) -> tuple[str | None]:
     return (render_body(parse(AnyValue, data)) if data else None,)
 
 
 class LogColumns(Columns):
-    """Accumulates log records from serialized ``ExportLogsServiceRequest``s."""
+    """Accumulates log records from serialized ``ExportLogsServiceRequest``s.
+
+    Record fields are read as columns over each scope (see :data:`ColumnarLogsRequest`); a
+    request that is not canonically encoded is read record by record.
+    """
 
     schema = SCHEMA
 
     def __init__(self, kinds: bool = False) -> None:
         super().__init__(kinds)
-        self.time: list[int] = []
-        self.observed: list[int] = []
-        self.severity_number: list[int] = []
-        self.severity_text: list[str | None] = []
-        self.body: list[int] = []
+        #: Numeric fields and body ids as NumPy chunks, one per scope.
+        self.time: Chunks = []
+        self.observed: Chunks = []
+        self.severity_number: Chunks = []
+        self.flags: Chunks = []
+        self.body: Chunks = []
+        #: "" for records without one (null in the table)
+        self.severity_text: list[str] = []
+        self.event_name: list[str] = []
         self.trace_id: list[bytes] = []
         self.span_id: list[bytes] = []
-        self.flags: list[int] = []
-        self.event_name: list[str | None] = []
-        self.attributes = AttributeColumn()
+        self.attributes = AttributeChunks()
         self.bodies = LeafTable(_decode_body, (None,))
         self.maps = [self.attributes]
+        #: (record field, chunk list, NumPy type) of the numeric columns
+        self._numbers: list[tuple[str, Chunks, Any]] = [
+            ("time_unix_nano", self.time, np.uint64),
+            ("observed_time_unix_nano", self.observed, np.uint64),
+            ("severity_number", self.severity_number, np.int32),
+            ("flags", self.flags, np.uint32),
+        ]
+        #: (record field, row list, value of a record without it) of the other columns
+        self._columns: list[tuple[str, list[Any], Any]] = [
+            ("severity_text", self.severity_text, ""),
+            ("event_name", self.event_name, ""),
+            ("trace_id", self.trace_id, b""),
+            ("span_id", self.span_id, b""),
+        ]
         self.lists = [
             self.time,
             self.observed,
             self.severity_number,
-            self.severity_text,
+            self.flags,
             self.body,
+            self.severity_text,
+            self.event_name,
             self.trace_id,
             self.span_id,
-            self.flags,
-            self.event_name,
         ]
 
     def _add(self, data: bytes) -> None:
         request = parse(LeanLogsRequest, data)
+        # Re-encoded to its own size, no field was given twice in one record, so a column as
+        # long as the scope's record count holds one value per record, in order.
+        columnar = parse(ColumnarLogsRequest, data) if request.ByteSize() == len(data) else None
         rs = self.rs
-        time_append, observed_append = self.time.append, self.observed.append
-        sn_append, st_append = self.severity_number.append, self.severity_text.append
-        body_append, body_of = self.body.append, self.bodies.__getitem__
-        tid_append, sid_append = self.trace_id.append, self.span_id.append
-        flags_append, event_append = self.flags.append, self.event_name.append
-        attrs = self.attributes
-        ids, ids_extend, offsets_append = attrs.ids, attrs.ids.extend, attrs.offsets.append
-        attr_of = attrs.__getitem__
-
-        for resource_logs in request.resource_logs:
+        body_of = self.bodies.__getitem__
+        for ri, resource_logs in enumerate(request.resource_logs):
             rs.start_resource(resource_logs.resource)
-            for scope_logs in resource_logs.scope_logs:
-                records = scope_logs.log_records
-                rs.mark_rows(rs.start_scope(scope_logs.scope), len(records))
-                for record in records:
-                    time_append(record.time_unix_nano)
-                    observed_append(record.observed_time_unix_nano)
-                    sn_append(record.severity_number)
-                    st_append(record.severity_text or None)
-                    body_append(body_of(record.body))
-                    tid_append(record.trace_id)
-                    sid_append(record.span_id)
-                    flags_append(record.flags)
-                    event_append(record.event_name or None)
-                    ids_extend(map(attr_of, record.attributes[:]))
-                    offsets_append(len(ids))
+            for si, scope_logs in enumerate(resource_logs.scope_logs):
+                records = scope_logs.log_records[:]
+                count = len(records)
+                rs.mark_rows(rs.start_scope(scope_logs.scope), count)
+                merged = (
+                    columnar.resource_logs[ri].scope_logs[si].log_records
+                    if columnar is not None
+                    else PER_RECORD
+                )
+                for name, chunks, dtype in self._numbers:
+                    chunks.append(column_chunk(getattr(merged, name), dtype, records, name))
+                for name, target, default in self._columns:
+                    target.extend(column_values(getattr(merged, name), default, records, name))
+                self.body.append(
+                    np.fromiter(
+                        map(body_of, column_values(merged.body, b"", records, "body")),
+                        np.int32,
+                        count,
+                    )
+                )
+                self.attributes.add_rows(
+                    merged.attributes[:]
+                    if columnar is not None
+                    else [kv for record in records for kv in record.attributes],
+                    np.fromiter(map(len, map(_ATTRIBUTES, records)), np.int32, count),
+                )
 
     def to_arrow(self) -> pa.Table:
-        time_ns, observed_ns = nanos(self.time), nanos(self.observed)
+        time_ns = pa.array(joined(self.time, np.uint64)).cast(pa.int64(), safe=False)
+        observed_ns = pa.array(joined(self.observed, np.uint64)).cast(pa.int64(), safe=False)
         # The data model says: use the observed time when the event time is unknown.
         event_ns = pc.if_else(pc.equal(time_ns, 0), observed_ns, time_ns)
         service, resource, scope_name, scope_version = self.rs.columns()
         columns = [
             micros(event_ns),
             micros(observed_ns, zero_is_null=True),
-            pa.array(self.severity_number, pa.int32()),
-            pa.array(self.severity_text, pa.string()),
-            self.bodies.column(0, pa.string(), pa.array(self.body, pa.int32())),
+            pa.array(joined(self.severity_number, np.int32)),
+            empty_to_null(pa.array(self.severity_text, pa.string())),
+            self.bodies.column(0, pa.string(), pa.array(joined(self.body, np.int32))),
             hex_ids(self.trace_id),
             hex_ids(self.span_id),
-            pa.array(self.flags, pa.int64()),
-            pa.array(self.event_name, pa.string()),
+            pa.array(joined(self.flags, np.uint32)).cast(pa.int64()),
+            empty_to_null(pa.array(self.event_name, pa.string())),
             service,
             resource,
             scope_name,

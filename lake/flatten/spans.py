@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -12,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from lake.flatten.chunks import AttributeChunks, Chunks, column_chunk, joined
+from lake.flatten.chunks import AttributeChunks, Chunks, column_chunk, column_values, joined
 from lake.flatten.common import (
     TIMESTAMP,
     Columns,
@@ -166,13 +165,7 @@ class SpanColumns(Columns):
                 for name, chunks, dtype in self._numbers:
                     chunks.append(column_chunk(getattr(merged, name), dtype, spans, name))
                 for name, target, default in self._columns:
-                    values = getattr(merged, name)
-                    if len(values) == count:
-                        target.extend(values)
-                    elif not values:
-                        target.extend(repeat(default, count))
-                    else:  # set on some spans only: read span by span
-                        target.extend(map(attrgetter(name), spans))
+                    target.extend(column_values(getattr(merged, name), default, spans, name))
                 statuses = merged.status
                 if not statuses:
                     self.status.append(np.full(count, status_of(b""), np.int32))

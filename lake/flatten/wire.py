@@ -157,4 +157,17 @@ ExtrasTraceRequest = mirror(
     },
 )
 LeanLogsRequest = mirror(ExportLogsServiceRequest.DESCRIPTOR, "emberlake.lean.logs")
+#: Log record fields as columns, like :data:`ColumnarTraceRequest`. The receiver does not
+#: re-encode log requests, so the flattener reads these columns only for a request whose lean
+#: mirror re-encodes to exactly its own size (no field given twice in one record).
+ColumnarLogsRequest = mirror(
+    ExportLogsServiceRequest.DESCRIPTOR,
+    "emberlake.columnar.logs",
+    singular=frozenset({"opentelemetry.proto.logs.v1.ScopeLogs.log_records"}),
+    only={
+        "opentelemetry.proto.logs.v1.ResourceLogs": frozenset({"scope_logs"}),
+        "opentelemetry.proto.logs.v1.ScopeLogs": frozenset({"log_records"}),
+    },
+    repeated=frozenset({"opentelemetry.proto.logs.v1.LogRecord"}),
+)
 LeanMetricsRequest = mirror(ExportMetricsServiceRequest.DESCRIPTOR, "emberlake.lean.metrics")
