@@ -13,7 +13,12 @@ Two parts, one command:
    it. The receiver's CPU time (all its threads, librdkafka's included) gives spans per
    CPU-second; the record count in Kafka is checked against the acknowledged requests.
 
+``--journal on`` runs the receiver with its ack journal (every acknowledged record also written
+to local segment files before the answer); ``--journal compare`` runs it without and with, in
+turns (``--repeat`` pairs), and prints the ratios.
+
     python -m benchmarks.receiver_bench [--seconds 10] [--concurrency 8] [--spans 512]
+        [--journal off|on|compare] [--repeat 1] [--pure-only]
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import functools
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -208,7 +214,8 @@ def _count_records(settings: Settings, expected: int, timeout: float = 120.0) ->
     return seen
 
 
-def end_to_end(args: argparse.Namespace) -> None:
+def end_to_end(args: argparse.Namespace, journal: str = "off") -> dict[str, float]:
+    """One end-to-end run; returns spans/s, spans per CPU-second and p50 latency (ms)."""
     broker = None if args.bootstrap else EmbeddedBroker(free_port())
     if broker is not None:
         broker.start()
@@ -219,7 +226,12 @@ def end_to_end(args: argparse.Namespace) -> None:
         kafka=KafkaSettings(
             bootstrap_servers=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}"
         ),
-        receiver=ReceiverSettings(grpc_port=free_port(), http_port=free_port()),
+        receiver=ReceiverSettings(
+            grpc_port=free_port(),
+            http_port=free_port(),
+            journal=journal,
+            journal_fsync=args.fsync,
+        ),
     )
     ensure_emberlake_topics(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBERLAKE_")}
@@ -248,7 +260,8 @@ def end_to_end(args: argparse.Namespace) -> None:
         latencies.sort()
         print(
             f"end to end over OTLP/gRPC: {args.spans} spans/request, {args.services} service(s),"
-            f" {args.concurrency} in flight, {len(body) / 1024:.0f} KiB/request, {wall:.1f}s"
+            f" {args.concurrency} in flight, {len(body) / 1024:.0f} KiB/request, {wall:.1f}s,"
+            f" journal {journal}{' (fsync)' if journal == 'on' and args.fsync else ''}"
         )
         print(f"  acknowledged       {acked:,} requests = {spans:,} spans")
         print(f"  throughput         {spans / wall:,.0f} spans/s ({acked / wall:,.0f} requests/s)")
@@ -265,6 +278,15 @@ def end_to_end(args: argparse.Namespace) -> None:
         expected = warm_acked + acked
         in_kafka = _count_records(settings, expected * args.services)
         print(f"  records in Kafka   {in_kafka:,} (expected {expected * args.services:,})")
+        journal_dir = work / "receiver" / "journal"
+        if journal == "on":
+            size = sum(p.stat().st_size for p in journal_dir.glob("*"))
+            print(f"  journal on disk    {size / 2**20:,.0f} MiB ({size / spans:.0f} B/span)")
+        return {
+            "spans_per_s": spans / wall,
+            "spans_per_cpu_s": spans / cpu,
+            "p50_ms": statistics.median(latencies) * 1e3,
+        }
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -272,6 +294,25 @@ def end_to_end(args: argparse.Namespace) -> None:
         log.close()
         if broker is not None:
             broker.stop()
+        # The journal (hundreds of MiB per run); the receiver's log stays if the run failed.
+        shutil.rmtree(work / "receiver", ignore_errors=True)
+
+
+def compare_journal(args: argparse.Namespace) -> None:
+    """Without and with the journal, in turns; ratios of the medians (with / without)."""
+    runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+    for _ in range(args.repeat):
+        for journal in ("off", "on"):
+            runs[journal].append(end_to_end(args, journal))
+    print("journal on vs off (median of each; ratio = on / off):")
+    for key, label in [
+        ("spans_per_s", "spans/s"),
+        ("spans_per_cpu_s", "spans per CPU-second"),
+        ("p50_ms", "p50 latency ms"),
+    ]:
+        off = statistics.median(r[key] for r in runs["off"])
+        on = statistics.median(r[key] for r in runs["on"])
+        print(f"  {label:<22} off {off:>10,.1f}   on {on:>10,.1f}   ratio {on / off:.3f}")
 
 
 def main(argv: list[str]) -> None:
@@ -282,10 +323,21 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--services", type=int, default=1)
     parser.add_argument("--bootstrap", default="", help="use this broker instead of embedded")
     parser.add_argument("--pure-only", action="store_true", help="skip the end-to-end part")
+    parser.add_argument(
+        "--journal",
+        choices=("off", "on", "compare"),
+        default="off",
+        help="the receiver's ack journal: off, on, or both in turns with ratios",
+    )
+    parser.add_argument("--fsync", action="store_true", help="journal with fsync per request")
+    parser.add_argument("--repeat", type=int, default=1, help="pairs of runs for --journal compare")
     args = parser.parse_args(argv)
+    if args.journal == "compare":
+        compare_journal(args)
+        return
     pure_costs(args.spans)
     if not args.pure_only:
-        end_to_end(args)
+        end_to_end(args, args.journal)
 
 
 if __name__ == "__main__":

@@ -199,19 +199,19 @@ class KafkaSink:
             except concurrent.futures.InvalidStateError:
                 pass  # the caller stopped waiting (its request was cancelled)
 
-        where = {} if partition is None else {"partition": partition}
+        record: dict[str, Any] = {
+            "value": value,
+            "key": key,
+            "headers": list(headers),
+            "on_delivery": on_delivery,
+        }
+        if partition is not None:
+            record["partition"] = partition
         for attempt in range(2):
             if self._stop.is_set():
                 raise BrokerUnavailable("producer is closing")
             try:
-                self._producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=list(headers),
-                    on_delivery=on_delivery,
-                    **where,
-                )
+                self._producer.produce(topic, **record)
                 return fut
             except BufferError:
                 # The local queue is full: the broker is slow or gone. Wait a little, once,

@@ -12,14 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ingest.journal.segment import DecodedSegment, JournalEntry
+from ingest.journal.segment import DecodedSegment, JournalEntry, SegmentHeader
 from ingest.topics import HEADER_TENANT, Topics
 
 #: (topic, partition)
 TopicPartition = tuple[str, int]
 #: (cluster, topic, partition) -> checkpoint (None: nothing checkpointed)
 Checkpoints = Mapping[tuple[str, str, int], int | None]
-#: (cluster, namespace, table, topic, partition) -> the table's stored next offset, or None
+#: (cluster, topic, partition) -> checkpoint, or None
+CheckpointLookup = Callable[[str, str, int], int | None]
+#: (cluster, namespace, table, (topic, partition)) -> the table's stored next offset, or None
 TableOffsetLookup = Callable[[str, str, str, TopicPartition], int | None]
 
 
@@ -69,13 +71,13 @@ def table_of(entry: JournalEntry, topics: Topics) -> tuple[str, str] | None:
 def in_lake(
     cluster: str,
     entry: JournalEntry,
-    checkpoints: Checkpoints,
+    checkpoint: CheckpointLookup,
     table_offset: TableOffsetLookup,
     topics: Topics,
 ) -> bool:
     """True if the lake already holds the entry (recorded against ``cluster``)."""
-    checkpoint = checkpoints.get((cluster, entry.topic, entry.partition))
-    if checkpoint is not None and entry.offset < checkpoint:
+    mark = checkpoint(cluster, entry.topic, entry.partition)
+    if mark is not None and entry.offset < mark:
         return True
     table = table_of(entry, topics)
     if table is None:
@@ -84,41 +86,52 @@ def in_lake(
     return stored is not None and entry.offset < stored
 
 
-@dataclass
-class ReplayPlan:
-    """Entries to produce again, in order, and what was looked at."""
-
-    entries: list[JournalEntry]
-    #: Entries the lake holds already: not produced again.
-    skipped: int
-    #: Names of the segments the plan covers (to delete once the replay is journalled).
-    segments: list[str]
-    #: Segments whose tail was torn (a crash mid-write) or damaged, and why: read up to there.
-    damaged: list[str] = field(default_factory=list)
+def old_segments(headers: Mapping[str, SegmentHeader], current_cluster: str) -> list[str]:
+    """Names of the segments of clusters other than the current one, oldest first."""
+    return sorted(name for name, h in headers.items() if h.cluster != current_cluster)
 
 
-def old_segments(
-    segments: Mapping[str, DecodedSegment], current_cluster: str
-) -> dict[str, DecodedSegment]:
-    """The segments of clusters other than the current one, by name (readable headers only)."""
-    return {
-        name: seg
-        for name, seg in segments.items()
-        if seg.header is not None and seg.header.cluster != current_cluster
-    }
+class ReplaySelection:
+    """The entries of old segments the lake lacks, gathered one segment at a time (so only
+    those stay in memory), then ordered per partition as the old brokers held them: clusters in
+    the order they were first journalled, then by offset. An entry journalled twice (at one
+    offset) is produced once."""
 
+    def __init__(
+        self,
+        headers: Mapping[str, SegmentHeader],
+        checkpoint: CheckpointLookup,
+        table_offset: TableOffsetLookup,
+        topics: Topics,
+    ):
+        self._checkpoint = checkpoint
+        self._table_offset = table_offset
+        self._topics = topics
+        self._rank: dict[str, int] = {}
+        for h in headers.values():
+            self._rank[h.cluster] = min(self._rank.get(h.cluster, h.created_ns), h.created_ns)
+        self._keep: dict[tuple[str, int, int, str, int], JournalEntry] = {}
+        #: Entries the lake holds already: not produced again.
+        self.skipped = 0
+        #: Segments whose tail was torn (a crash mid-write) or damaged, and why.
+        self.damaged: list[str] = []
 
-def partitions_by_cluster(
-    segments: Mapping[str, DecodedSegment],
-) -> dict[str, set[TopicPartition]]:
-    """Which partitions each cluster's entries came from (whose checkpoints to read)."""
-    out: dict[str, set[TopicPartition]] = {}
-    for seg in segments.values():
-        if seg.header is None:
-            continue
-        tps = out.setdefault(seg.header.cluster, set())
-        tps.update(e.tp for e in seg.entries)
-    return out
+    def add(self, name: str, segment: DecodedSegment) -> None:
+        if segment.damage:
+            self.damaged.append(f"{name}: {segment.damage}")
+        if segment.header is None:
+            return
+        cluster = segment.header.cluster
+        rank = self._rank.get(cluster, segment.header.created_ns)
+        for entry in segment.entries:
+            if in_lake(cluster, entry, self._checkpoint, self._table_offset, self._topics):
+                self.skipped += 1
+                continue
+            key = (entry.topic, entry.partition, rank, cluster, entry.offset)
+            self._keep[key] = entry
+
+    def entries(self) -> list[JournalEntry]:
+        return [self._keep[k] for k in sorted(self._keep)]
 
 
 def plan_replay(
@@ -126,30 +139,12 @@ def plan_replay(
     checkpoints: Checkpoints,
     table_offset: TableOffsetLookup,
     topics: Topics,
-) -> ReplayPlan:
-    """Every entry of the given (old) segments the lake lacks, ordered per partition as the old
-    broker held it: clusters in the order they were first journalled, then by offset. An entry
-    journalled twice (at one offset) is produced once."""
-    first_seen: dict[str, int] = {}
-    for seg in segments.values():
-        if seg.header is not None:
-            cluster = seg.header.cluster
-            created = seg.header.created_ns
-            first_seen[cluster] = min(first_seen.get(cluster, created), created)
-    keep: dict[tuple[int, str, str, int, int], JournalEntry] = {}
-    skipped = 0
-    damaged = []
-    for name, seg in segments.items():
-        if seg.damage:
-            damaged.append(f"{name}: {seg.damage}")
-        if seg.header is None:
-            continue
-        cluster = seg.header.cluster
-        rank = first_seen[cluster]
-        for entry in seg.entries:
-            if in_lake(cluster, entry, checkpoints, table_offset, topics):
-                skipped += 1
-                continue
-            keep[(rank, cluster, entry.topic, entry.partition, entry.offset)] = entry
-    ordered = [keep[k] for k in sorted(keep, key=lambda k: (k[2], k[3], k[0], k[1], k[4]))]
-    return ReplayPlan(ordered, skipped, sorted(segments), damaged)
+) -> ReplaySelection:
+    """:class:`ReplaySelection` over segments already in memory, with checkpoints given."""
+    headers = {n: s.header for n, s in segments.items() if s.header is not None}
+    selection = ReplaySelection(
+        headers, lambda c, t, p: checkpoints.get((c, t, p)), table_offset, topics
+    )
+    for name, segment in sorted(segments.items()):
+        selection.add(name, segment)
+    return selection

@@ -19,16 +19,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from emberlake.errors import EmberlakeError, JournalError
 from emberlake.settings import Settings
-from ingest.journal.policy import (
-    TopicPartition,
-    old_segments,
-    partitions_by_cluster,
-    plan_replay,
-)
+from ingest.journal.policy import ReplaySelection, TopicPartition, old_segments
 from ingest.journal.segment import JournalEntry, SegmentHeader
 from ingest.journal.store import CLOSED_SUFFIX, JournalStore, segment_name
 from ingest.topics import Topics
@@ -62,27 +56,35 @@ class ReplayReport:
         return text
 
 
-def _read_marks(
-    settings: Settings, partitions: dict[str, set[TopicPartition]]
-) -> tuple[dict[tuple[str, str, int], int | None], Any]:
-    """The old clusters' checkpoints, and a lookup of table offsets (both from the catalog)."""
-    from lake.catalog import open_catalog
-    from lake.offsets import CheckpointStore, TableOffsets
+class LakeMarks:
+    """The old clusters' checkpoints and table offsets, read from the catalog when first asked
+    for and kept (the lake writer is not running, so they do not move)."""
 
-    catalog = open_catalog(settings)
-    checkpoints: dict[tuple[str, str, int], int | None] = {}
-    for cluster, tps in partitions.items():
-        loaded = CheckpointStore(catalog, cluster).load(sorted(tps))
-        checkpoints.update({(cluster, t, p): o for (t, p), o in loaded.items()})
-    cache: dict[tuple[str, str, str, TopicPartition], int | None] = {}
+    def __init__(self, settings: Settings):
+        from lake.catalog import open_catalog
 
-    def table_offset(cluster: str, namespace: str, table: str, tp: TopicPartition) -> int | None:
+        self.catalog = open_catalog(settings)
+        self._checkpoints: dict[tuple[str, str, int], int | None] = {}
+        self._tables: dict[tuple[str, str, str, TopicPartition], int | None] = {}
+
+    def checkpoint(self, cluster: str, topic: str, partition: int) -> int | None:
+        from lake.offsets import CheckpointStore
+
+        key = (cluster, topic, partition)
+        if key not in self._checkpoints:
+            loaded = CheckpointStore(self.catalog, cluster).load([(topic, partition)])
+            self._checkpoints[key] = loaded[(topic, partition)]
+        return self._checkpoints[key]
+
+    def table_offset(
+        self, cluster: str, namespace: str, table: str, tp: TopicPartition
+    ) -> int | None:
+        from lake.offsets import TableOffsets
+
         key = (cluster, namespace, table, tp)
-        if key not in cache:
-            cache[key] = TableOffsets(catalog, cluster).read(namespace, table, tp)
-        return cache[key]
-
-    return checkpoints, table_offset
+        if key not in self._tables:
+            self._tables[key] = TableOffsets(self.catalog, cluster).read(namespace, table, tp)
+        return self._tables[key]
 
 
 def produce_entries(settings: Settings, entries: Sequence[JournalEntry]) -> list[JournalEntry]:
@@ -126,41 +128,51 @@ def replay_journal(settings: Settings, directory: Path, cluster: str) -> ReplayR
     """Produce every journalled entry of clusters other than ``cluster`` that the lake lacks into
     the broker (which must be ``cluster``), journal them under it and delete the old segments.
 
-    Raises JournalError when the lake's marks cannot be read or the broker does not take the
-    entries; the old segments are then kept. After a failed produce, replay into a fresh broker:
-    this one may hold some of the entries already.
+    Segments are read one at a time; only the entries to produce again stay in memory. Raises
+    JournalError when the lake's marks cannot be read or the broker does not take the entries;
+    the old segments are then kept. After a failed produce, replay into a fresh broker: this one
+    may hold some of the entries already.
     """
     store = JournalStore(directory)
-    segments = {name: store.read(name) for name in store.names()}
-    for name, seg in list(segments.items()):
-        if seg.header is None:
+    headers: dict[str, SegmentHeader] = {}
+    for name in store.names():
+        header = store.read_header(name)
+        if header is None:
             # Not even a header: a crash right after creating the file, or foreign data. Keep
             # it for inspection under a name nothing reads.
-            log.warning("journal segment %s is unreadable (%s); set aside", name, seg.damage)
+            log.warning("journal segment %s has no readable header; set aside", name)
             with contextlib.suppress(OSError):
                 os.replace(directory / name, directory / (name + ".damaged"))
-            del segments[name]
-    if dropped := store.drop_superseded(segments):
+            continue
+        headers[name] = header
+    if dropped := store.drop_superseded(headers):
         log.info("deleted %d journal segments an earlier replay superseded", len(dropped))
-    old = old_segments(segments, cluster)
+    old = old_segments(headers, cluster)
     report = ReplayReport(cluster)
     if not old:
         return report
     try:
-        checkpoints, table_offset = _read_marks(settings, partitions_by_cluster(old))
+        marks = LakeMarks(settings)
+        selection = ReplaySelection(
+            {n: headers[n] for n in old},
+            marks.checkpoint,
+            marks.table_offset,
+            Topics(settings.kafka.topic_prefix),
+        )
+        for name in old:
+            selection.add(name, store.read(name))
     except Exception as exc:
         raise JournalError(
-            f"cannot read the lake's checkpoints to replay the receiver's journal ({exc}); the "
-            "journal is kept: make the catalog readable and start again"
+            f"cannot read the receiver's journal or the lake's checkpoints to replay it ({exc});"
+            " the journal is kept: make the catalog readable and start again"
         ) from exc
-    plan = plan_replay(old, checkpoints, table_offset, Topics(settings.kafka.topic_prefix))
-    produced = produce_entries(settings, plan.entries)
+    produced = produce_entries(settings, selection.entries())
     if produced:
         now = time.time_ns()
-        header = SegmentHeader(cluster, now, os.getpid(), supersedes=tuple(plan.segments))
+        header = SegmentHeader(cluster, now, os.getpid(), supersedes=tuple(old))
         store.write_segment(header, produced, segment_name(now, os.getpid(), 0, CLOSED_SUFFIX))
-    store.delete(plan.segments)
-    report.replayed, report.skipped = len(produced), plan.skipped
-    report.segments, report.damaged = len(plan.segments), plan.damaged
+    store.delete(old)
+    report.replayed, report.skipped = len(produced), selection.skipped
+    report.segments, report.damaged = len(old), selection.damaged
     log.info("%s", report)
     return report

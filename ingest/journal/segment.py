@@ -93,10 +93,12 @@ def encode_header(header: SegmentHeader) -> bytes:
     return MAGIC + frame(json.dumps(body, sort_keys=True).encode())
 
 
-def _entry_payload(entry: JournalEntry) -> bytes:
+def _entry_parts(entry: JournalEntry, out: list[bytes]) -> None:
+    """Append one entry's frame to ``out`` in pieces: the value is not copied until the one
+    join of a whole write, and its checksum continues the one of the fields before it."""
     topic = entry.topic.encode()
     key = entry.key
-    parts = [
+    fields = [
         _ENTRY.pack(
             len(topic),
             entry.partition,
@@ -109,16 +111,20 @@ def _entry_payload(entry: JournalEntry) -> bytes:
     ]
     for name, value in entry.headers:
         raw = name.encode()
-        parts.append(_HEADER.pack(len(raw), -1 if value is None else len(value)))
-        parts.append(raw)
-        parts.append(value or b"")
-    parts.append(entry.value)
-    return b"".join(parts)
+        fields.append(_HEADER.pack(len(raw), -1 if value is None else len(value)))
+        fields.append(raw)
+        fields.append(value or b"")
+    prefix = b"".join(fields)
+    crc = zlib.crc32(entry.value, zlib.crc32(prefix))
+    out += (FRAME.pack(len(prefix) + len(entry.value), crc), prefix, entry.value)
 
 
 def encode_entries(entries: Iterable[JournalEntry]) -> bytes:
     """Frames for entries, ready for one write."""
-    return b"".join(frame(_entry_payload(e)) for e in entries)
+    parts: list[bytes] = []
+    for entry in entries:
+        _entry_parts(entry, parts)
+    return b"".join(parts)
 
 
 def _decode_entry(payload: memoryview) -> JournalEntry:
@@ -174,6 +180,19 @@ def _frames(data: memoryview, start: int) -> Iterable[tuple[memoryview | None, s
             return
         yield payload, ""
         at = body_at + length
+
+
+def decode_header(data: bytes) -> SegmentHeader | None:
+    """Only the header of a segment (``data`` may be just its start); None if unreadable."""
+    if not data.startswith(MAGIC):
+        return None
+    payload, _ = next(iter(_frames(memoryview(data), len(MAGIC))), (None, ""))
+    if payload is None:
+        return None
+    try:
+        return _decode_header(payload)
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def decode_segment(data: bytes) -> DecodedSegment:

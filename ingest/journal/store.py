@@ -23,6 +23,7 @@ from ingest.journal.segment import (
     DecodedSegment,
     JournalEntry,
     SegmentHeader,
+    decode_header,
     decode_segment,
     encode_entries,
     encode_header,
@@ -31,6 +32,8 @@ from ingest.journal.segment import (
 log = logging.getLogger(__name__)
 
 OPEN_SUFFIX = ".open"
+#: Bytes read to find a segment's header (more only if its list of superseded names is long).
+HEADER_READ_BYTES = 64 * 1024
 CLOSED_SUFFIX = ".seg"
 
 
@@ -98,25 +101,29 @@ class JournalStore:
         data = (self.directory / name).read_bytes()
         return decode_segment(data)
 
+    def read_header(self, name: str) -> SegmentHeader | None:
+        """A segment's header, reading only its start (all of it for a long superseded list)."""
+        with (self.directory / name).open("rb") as f:
+            header = decode_header(f.read(HEADER_READ_BYTES))
+            if header is None:
+                f.seek(0)
+                header = decode_header(f.read())
+        return header
+
     def delete(self, names: Sequence[str]) -> None:
         for name in names:
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / name).unlink()
 
-    def drop_superseded(self, segments: dict[str, DecodedSegment]) -> list[str]:
+    def drop_superseded(self, headers: dict[str, SegmentHeader]) -> list[str]:
         """Delete segments a completed replay superseded (a crash may have come between its
-        segment being written and the old ones being deleted); returns their names."""
-        gone = {
-            old
-            for seg in segments.values()
-            if seg.header is not None
-            for old in seg.header.supersedes
-            if old in segments
-        }
-        self.delete(sorted(gone))
+        segment being written and the old ones being deleted), also from ``headers``; returns
+        their names."""
+        gone = sorted({old for h in headers.values() for old in h.supersedes if old in headers})
+        self.delete(gone)
         for name in gone:
-            segments.pop(name, None)
-        return sorted(gone)
+            del headers[name]
+        return gone
 
     def write_segment(
         self, header: SegmentHeader, entries: Sequence[JournalEntry], name: str

@@ -122,9 +122,10 @@ class Receiver:
         except EmberlakeError as exc:
             # Learnt on the first acknowledgement instead; until then nothing is acknowledged.
             log.warning("cannot read the broker's cluster id yet (%s)", exc)
-        self._trimmer = JournalTrimmer(
+        trimmer = JournalTrimmer(
             self._journal, lake_checkpoints(self.settings), r.journal_trim_seconds, read_cluster
-        ).start()
+        )
+        self._trimmer = await asyncio.to_thread(trimmer.start)
         log.info(
             "ack journal on in %s%s",
             self._journal.store.directory,

@@ -9,6 +9,7 @@ from ingest.journal.segment import (
     MAGIC,
     JournalEntry,
     SegmentHeader,
+    decode_header,
     decode_segment,
     encode_entries,
     encode_header,
@@ -42,6 +43,8 @@ def test_round_trip_keeps_every_field() -> None:
     assert decoded.header == HEADER
     assert decoded.entries == entries
     assert decoded.damage == ""
+    # The header alone, from the start of the file.
+    assert decode_header(segment(entries)[:200]) == HEADER
 
 
 def test_an_empty_segment_has_its_header_only() -> None:
@@ -79,3 +82,4 @@ def test_unreadable_starts_give_no_header(data: bytes) -> None:
     decoded = decode_segment(data)
     assert decoded.header is None
     assert decoded.entries == [] and decoded.damage
+    assert decode_header(data) is None
