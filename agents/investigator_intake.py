@@ -3,8 +3,9 @@
 An anomaly attaches to an active (OPEN or INVESTIGATING) investigation of its tenant when that
 investigation already holds an anomaly with the same fingerprint, or is about the same service
 and its last anomaly is within ``agents.incident_window_seconds``; otherwise it opens a new one.
-The anomaly is stored as ``tenants/{t}/anomalies/{anomaly id}`` in the same transaction as the
-investigation's update, and its id is stable, so a replayed anomaly event changes nothing.
+Only active investigations are read (by an index on state), however many closed ones a tenant
+has. The anomaly is stored as ``tenants/{t}/anomalies/{anomaly id}`` in the same transaction as
+the investigation's update, and its id is stable, so a replayed anomaly event changes nothing.
 
 An anomaly covered by an active silence of its tenant (``tenants/{t}/silences/{id}``, matched on
 service, kind and window start; see ``agents.silences``) is stored all the same, marked
@@ -64,9 +65,10 @@ class InvestigationIntake:
     def _match(self, tx: ResourceTransaction, anomaly: Anomaly) -> dict[str, Any] | None:
         at = us_from_iso(anomaly.window_start)
         best: dict[str, Any] | None = None
-        for inv in tx.children(f"tenants/{anomaly.tenant}", "investigations"):
-            if inv.get("state") not in ACTIVE_INVESTIGATION_STATES:
-                continue
+        active = tx.children(
+            f"tenants/{anomaly.tenant}", "investigations", state_in=ACTIVE_INVESTIGATION_STATES
+        )
+        for inv in active:
             if anomaly.fingerprint in (inv.get("fingerprints") or []):
                 return inv
             if inv.get("service") != anomaly.service or not inv.get("last_anomaly_time"):

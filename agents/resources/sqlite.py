@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,9 @@ CREATE TABLE IF NOT EXISTS resources (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS resources_by_parent ON resources (parent, collection);
+-- Active investigations are a few among many closed ones: the intake asks for them by state.
+CREATE INDEX IF NOT EXISTS resources_by_state
+    ON resources (parent, collection, json_extract(body, '$.state'));
 """
 
 
@@ -54,10 +57,22 @@ class SQLiteTransaction:
     def delete(self, name: str) -> None:
         self._conn.execute("DELETE FROM resources WHERE name = ?", (name,))
 
-    def children(self, parent: str, collection: str) -> list[dict[str, Any]]:
-        rows = self._conn.execute(
-            "SELECT body FROM resources WHERE parent = ? AND collection = ?", (parent, collection)
-        )
+    def children(
+        self, parent: str, collection: str, state_in: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        if state_in is None:
+            rows = self._conn.execute(
+                "SELECT body FROM resources WHERE parent = ? AND collection = ?",
+                (parent, collection),
+            )
+        else:
+            states = sorted(state_in)
+            marks = ", ".join("?" * len(states))
+            rows = self._conn.execute(
+                "SELECT body FROM resources WHERE parent = ? AND collection = ?"
+                f" AND json_extract(body, '$.state') IN ({marks})",
+                (parent, collection, *states),
+            )
         return [dict(json.loads(body)) for (body,) in rows]
 
     def has_children(self, parent: str) -> bool:

@@ -9,6 +9,7 @@ PostgreSQL backend would implement the same two protocols.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,8 +29,11 @@ class ResourceTransaction(Protocol):
 
     def delete(self, name: str) -> None: ...
 
-    def children(self, parent: str, collection: str) -> list[dict[str, Any]]:
-        """Every resource of ``collection`` directly under ``parent``."""
+    def children(
+        self, parent: str, collection: str, state_in: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every resource of ``collection`` directly under ``parent``; with ``state_in``, only
+        those whose ``state`` field is one of them (answered from an index)."""
         ...
 
     def has_children(self, parent: str) -> bool: ...

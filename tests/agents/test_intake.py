@@ -177,3 +177,32 @@ def test_silences_belong_to_their_tenant(store: SQLiteResourceStore) -> None:
     assert intake.handle(anomaly("checkout", "latency", T0, tenant="alpha")).silenced_by
     beta = intake.handle(anomaly("checkout", "latency", T0, tenant="beta"))
     assert beta.silenced_by == "" and beta.opened
+
+
+def test_the_intake_reads_only_active_investigations_by_index(
+    store: SQLiteResourceStore,
+) -> None:
+    service = ResourceService(store)
+    for i in range(30):  # a tenant's history: many closed investigations of the same service
+        service.create(
+            "tenants/default/investigations",
+            {"title": f"old {i}", "service": "checkout", "state": "RESOLVED"},
+            resource_id=f"old{i}",
+        )
+    intake = InvestigationIntake(store, incident_window_seconds=600)
+    first = intake.handle(anomaly("checkout", "error_rate", T0))
+    assert first.opened  # closed ones are never matched
+    with store.transaction() as tx:
+        active = tx.children(
+            "tenants/default", "investigations", state_in=("OPEN", "INVESTIGATING")
+        )
+        everything = tx.children("tenants/default", "investigations")
+    assert [inv["name"] for inv in active] == [first.investigation]
+    assert len(everything) == 31
+    with store.transaction() as tx:
+        plan = tx._conn.execute(  # type: ignore[attr-defined]
+            "EXPLAIN QUERY PLAN SELECT body FROM resources WHERE parent = ? AND collection = ?"
+            " AND json_extract(body, '$.state') IN (?, ?)",
+            ("tenants/default", "investigations", "INVESTIGATING", "OPEN"),
+        ).fetchall()
+    assert "resources_by_state" in str(plan)
