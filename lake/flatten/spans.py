@@ -34,6 +34,8 @@ STATUS_CODES = ("UNSET", "OK", "ERROR")
 _NO_ITEMS = "[]"
 _STATUS = attrgetter("status")
 _ATTRIBUTES = attrgetter("attributes")
+_EVENTS = attrgetter("events")
+_LINKS = attrgetter("links")
 
 SCHEMA = pa.schema(
     [
@@ -181,16 +183,20 @@ class SpanColumns(Columns):
                     continue
                 full = full or parse(ExtrasTraceRequest, data)
                 whole_spans = full.resource_spans[ri].scope_spans[si].spans
-                for j, span in enumerate(spans):
-                    if span.events or span.links:
-                        whole = whole_spans[j]
-                        self.extras.append(
-                            (
-                                first + j,
-                                events_json(whole.events) if whole.events else _NO_ITEMS,
-                                links_json(whole.links) if whole.links else _NO_ITEMS,
-                            )
+                # The lean mirror keeps a span's last event (link) or b"": which spans have any.
+                flagged = np.zeros(count, np.int32)
+                for items, getter in ((merged.events, _EVENTS), (merged.links, _LINKS)):
+                    if items:
+                        flagged += np.fromiter(map(len, map(getter, spans)), np.int32, count)
+                for j in np.flatnonzero(flagged).tolist():
+                    whole = whole_spans[j]
+                    self.extras.append(
+                        (
+                            first + j,
+                            events_json(whole.events) if whole.events else _NO_ITEMS,
+                            links_json(whole.links) if whole.links else _NO_ITEMS,
                         )
+                    )
 
     def to_arrow(self) -> pa.Table:
         start_ns = pa.array(joined(self.start, np.uint64)).cast(pa.int64(), safe=False)
