@@ -110,17 +110,30 @@ def attributes_dict(attributes: Iterable[Any]) -> dict[str, Any]:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Below this many nanoseconds (year 2242) a float of seconds keeps every microsecond, so
-#: exact integer arithmetic gives what ``fromtimestamp`` of that float gives, at half the cost.
+#: exact integer arithmetic gives what ``fromtimestamp`` of that float gives.
 _EXACT_NANOS = 2**33 * 1_000_000_000
+#: "YYYY-MM-DDTHH:MM:SS" of recent whole seconds: event times cluster, and formatting a
+#: datetime costs several microseconds while appending the fraction costs a fraction of one.
+_SECONDS: dict[int, str] = {}
+_SECONDS_LIMIT = 4096
 
 
 def iso_time(nanos: int) -> str | None:
-    """Unix nanoseconds as ISO-8601 UTC with microseconds; None for an unset (zero) time."""
+    """Unix nanoseconds as ISO-8601 UTC with microseconds; None for an unset (zero) time.
+
+    The text ``datetime.isoformat`` gives: ``.ffffff`` only when the microseconds are not zero.
+    """
     if not nanos:
         return None
-    if nanos < _EXACT_NANOS:
-        return (_EPOCH + timedelta(microseconds=nanos // 1000)).isoformat()
-    return datetime.fromtimestamp(nanos // 1000 / 1_000_000, tz=UTC).isoformat()
+    if nanos >= _EXACT_NANOS:
+        return datetime.fromtimestamp(nanos // 1000 / 1_000_000, tz=UTC).isoformat()
+    seconds, micros = divmod(nanos // 1000, 1_000_000)
+    prefix = _SECONDS.get(seconds)
+    if prefix is None:
+        if len(_SECONDS) >= _SECONDS_LIMIT:
+            _SECONDS.clear()
+        prefix = _SECONDS[seconds] = (_EPOCH + timedelta(seconds=seconds)).isoformat()[:-6]
+    return f"{prefix}.{micros:06d}+00:00" if micros else f"{prefix}+00:00"
 
 
 def parse(message_type: Any, data: bytes) -> Any:
