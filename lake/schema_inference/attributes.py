@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -339,5 +339,6 @@ def _kind_codes(kinds: Sequence[int | str] | np.ndarray | pa.Array) -> np.ndarra
         return kinds.astype(np.int8, copy=False)
     if len(kinds) and isinstance(kinds[0], str):
         code = KIND_CODE
-        return np.fromiter((code[k] for k in kinds), dtype=np.int8, count=len(kinds))
+        names = cast("Sequence[str]", kinds)
+        return np.fromiter((code[k] for k in names), dtype=np.int8, count=len(names))
     return np.asarray(kinds, dtype=np.int8)

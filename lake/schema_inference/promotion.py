@@ -72,7 +72,7 @@ class PromotionHook:
 
     def __call__(self, table: TableView, rows: pa.Table) -> tuple[pa.Table, dict[str, str]]:
         """The rows hook: attributes from the rows' map columns (and kind columns, if any)."""
-        batch: dict[Scope, Attributes] = {}
+        batch: dict[Scope | str, Attributes] = {}
         for scope, column in MAP_COLUMNS.items():
             if column not in rows.column_names:
                 continue
