@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import pyarrow as pa
 from pyiceberg.table import Table
@@ -22,7 +22,7 @@ from pyiceberg.table import Table
 from emberlake.errors import CommitConflict, LakeError, UnstorableRecords
 from lake.batch import Batch, TableRef
 from lake.flatten import KINDS_SUFFIX
-from lake.offsets import CheckpointStore, TopicPartition, offset_property
+from lake.offsets import CheckpointStore, TopicPartition, offset_property, retired_offsets
 from lake.tables import DEAD_LETTERS
 from lake.writer import IcebergWriter, TableAppend
 
@@ -42,11 +42,19 @@ class BatchCommitter:
         writer: IcebergWriter,
         checkpoints: CheckpointStore,
         hooks: Iterable[RowsHook] = (),
+        keep_clusters: Collection[str] | None = None,
     ):
         self.writer = writer
         self.checkpoints = checkpoints
         self.cluster_id = checkpoints.cluster_id
         self.hooks = list(hooks)
+        #: Broker clusters whose table offsets stay: this writer's own, and those the receiver's
+        #: ack journal may still replay. Any other cluster's offsets are removed from a table by
+        #: this writer's first commit to it. None: keep every cluster's.
+        self.keep_clusters = (
+            None if keep_clusters is None else frozenset(keep_clusters) | {self.cluster_id}
+        )
+        self._swept: set[TableRef] = set()
         #: (table, partition) -> the offset this writer's last commit stored
         self.known: dict[tuple[TableRef, TopicPartition], int | None] = {}
         self.committed_rows = 0
@@ -109,6 +117,13 @@ class BatchCommitter:
         )
         return ends
 
+    def _retired_offsets(self, ref: TableRef) -> frozenset[str]:
+        """On this writer's first commit to a table, the offsets of clusters it need not keep."""
+        if self.keep_clusters is None or ref in self._swept:
+            return frozenset()
+        properties = self.writer.table(*ref).properties
+        return frozenset(retired_offsets(properties, self.keep_clusters))
+
     def _commit_table(
         self,
         ref: TableRef,
@@ -143,8 +158,10 @@ class BatchCommitter:
             offsets={keys[tp]: batch.ends[tp] for tp in partitions},
             expected={keys[tp]: self._expected(ref, tp, batch) for tp in partitions},
             properties=properties,
+            removals=self._retired_offsets(ref),
         )
         self.writer.append(job)
+        self._swept.add(ref)
         self.timings["write"] += self.writer.last_write_seconds
         self.timings["commit"] += self.writer.last_commit_seconds
         for tp in partitions:

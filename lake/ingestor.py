@@ -426,6 +426,27 @@ def _io_failure(exc: BaseException) -> bool:
     return False
 
 
+def journal_clusters(settings: Settings) -> set[str] | None:
+    """The broker clusters the receiver's ack journal in this data folder holds segments of (it
+    may still replay them, and tells what the lake holds by their table offsets); None when a
+    segment's header cannot be read yet (one being created): then no offsets are retired."""
+    from ingest.journal import JournalStore, journal_dir
+
+    store = JournalStore(journal_dir(settings))
+    clusters = set()
+    for name in store.names():
+        try:
+            header = store.read_header(name)
+        except FileNotFoundError:  # trimmed meanwhile
+            continue
+        except OSError:
+            return None
+        if header is None:
+            return None
+        clusters.add(header.cluster)
+    return clusters
+
+
 def build_ingestor(
     settings: Settings, hooks: Iterable[RowsHook] | None = None, pipeline: bool = True
 ) -> LakeIngestor:
@@ -440,7 +461,12 @@ def build_ingestor(
     # The committer thread and the consuming thread each get their own catalog connection.
     commit_catalog = open_catalog(settings)
     writer = IcebergWriter(commit_catalog, SnapshotExpiry.from_settings(settings))
-    committer = BatchCommitter(writer, CheckpointStore(commit_catalog, cluster), hooks)
+    committer = BatchCommitter(
+        writer,
+        CheckpointStore(commit_catalog, cluster),
+        hooks,
+        keep_clusters=journal_clusters(settings),
+    )
     catalog = open_catalog(settings)
     checkpoints = CheckpointStore(catalog, cluster)
     if removed := checkpoints.forget_other_clusters():

@@ -18,7 +18,7 @@ cluster id, and marks recorded against the old one no longer apply.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
@@ -42,6 +42,26 @@ def offset_property(cluster_id: str, topic: str, partition: int) -> str:
 def checkpoint_property(cluster_id: str, topic: str, partition: int) -> str:
     """The namespace property holding a partition's writer checkpoint."""
     return f"{CHECKPOINT_PREFIX}{cluster_id}.{topic}.{partition}"
+
+
+def offset_cluster(key: str) -> str | None:
+    """The cluster id a table offset property belongs to (None: not an offset property).
+    Kafka cluster ids hold no dots, topic names may: the id is the first dotted part."""
+    if not key.startswith(OFFSET_PREFIX):
+        return None
+    return key[len(OFFSET_PREFIX) :].split(".", 1)[0] or None
+
+
+def retired_offsets(properties: Mapping[str, str], keep: Collection[str]) -> list[str]:
+    """The offset properties of clusters not in ``keep``: a broker cluster that is gone (an
+    embedded broker restarted empty) never produces to its partitions again, so its table
+    offsets only grow the table's metadata, once nothing needs them to tell what the lake holds
+    (the receiver's ack journal does, while it keeps segments of that cluster)."""
+    return sorted(
+        key
+        for key in properties
+        if (cluster := offset_cluster(key)) is not None and cluster not in keep
+    )
 
 
 def parse_offset(value: str | None) -> int | None:

@@ -74,6 +74,8 @@ class TableAppend:
     #: Other table properties to set in the same commit (e.g. schema inference state).
     properties: dict[str, str] = field(default_factory=dict)
     summary: dict[str, str] = field(default_factory=dict)
+    #: Table properties to remove in the same commit (offsets of retired broker clusters).
+    removals: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -183,6 +185,8 @@ class IcebergWriter:
             tx.set_properties(
                 {**job.properties, **{key: str(value) for key, value in job.offsets.items()}}
             )
+            if removals := [key for key in job.removals if key in metadata.properties]:
+                tx.remove_properties(*removals)
         self.last_write_seconds = wrote - started
         self.last_commit_seconds = time.perf_counter() - wrote
 
