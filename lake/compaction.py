@@ -63,8 +63,14 @@ from pyiceberg.transforms import IdentityTransform, TimeTransform
 
 from emberlake.errors import LakeError
 from emberlake.settings import Settings
-from lake.datafiles import ParquetFiles, conform, write_parquet_file
-from lake.layout import bloom_filter_columns, pin_partition_spec, time_column_of
+from lake.datafiles import (
+    BLOOM_FPP,
+    ParquetFiles,
+    bloom_filter_options,
+    conform,
+    write_parquet_file,
+)
+from lake.layout import pin_partition_spec, time_column_of
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +104,7 @@ class CompactionOptions:
     #: dominates; above DuckDB's own row group size nothing is gained.
     min_row_group_rows: int = 8 * 1024
     #: False positive rate of the Bloom filters (about 1.2 bytes per distinct value at 1 %).
-    bloom_fpp: float = 0.01
+    bloom_fpp: float = BLOOM_FPP
     max_row_group_rows: int = 128 * 1024
 
     def row_group_rows(self, rows: int, disk_bytes: int) -> int:
@@ -257,11 +263,7 @@ def _parquet_files(
     row_group = int(
         properties.get(TableProperties.PARQUET_ROW_GROUP_LIMIT, options.max_row_group_rows)
     )
-    bloom = {
-        name: {"ndv": max(1024, row_group), "fpp": options.bloom_fpp}
-        for name in bloom_filter_columns(properties)
-        if name in rows.column_names
-    }
+    bloom = bloom_filter_options(properties, rows.column_names, row_group, options.bloom_fpp)
     sorting = _sorting_columns(metadata, rows.schema)
     how = ParquetFiles.of(
         metadata,
@@ -269,7 +271,7 @@ def _parquet_files(
         row_group,
         sort_order_id=metadata.default_sort_order_id,
         sorting_columns=sorting or None,
-        bloom_filter_options=bloom or None,
+        bloom_filter_options=bloom,
     )
     write_id = uuid.uuid4()
     out = []

@@ -16,6 +16,7 @@ transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,6 +141,35 @@ def _partitions(
     return out
 
 
+#: Table property naming the columns whose Parquet files get Bloom filters (comma separated),
+#: set by the layout policy for columns looked up by equality. Appends and compaction both
+#: honour it; pyiceberg's own writer knows no Bloom filters, so Iceberg's
+#: ``write.parquet.bloom-filter-enabled.column.*`` would promise what its writer does not do.
+BLOOM_FILTER_PROPERTY = "emberlake.bloom-filter-columns"
+#: False positive rate of the Bloom filters (about 1.2 bytes per distinct value at 1 %).
+BLOOM_FPP = 0.01
+
+
+def bloom_filter_columns(properties: Mapping[str, str]) -> tuple[str, ...]:
+    """The columns the table's properties ask Bloom filters for, in order."""
+    raw = properties.get(BLOOM_FILTER_PROPERTY, "")
+    return tuple(c.strip() for c in raw.split(",") if c.strip())
+
+
+def bloom_filter_options(
+    properties: Mapping[str, str], columns: Collection[str], rows_per_group: int, fpp: float
+) -> dict[str, dict[str, float]] | None:
+    """ParquetWriter ``bloom_filter_options`` for the requested columns present in ``columns``,
+    each sized for a row group of distinct values (None: no Bloom filters)."""
+    ndv = max(1024, rows_per_group)
+    options = {
+        name: {"ndv": ndv, "fpp": fpp}
+        for name in bloom_filter_columns(properties)
+        if name in columns
+    }
+    return options or None
+
+
 def write_data_files(
     metadata: TableMetadata, io: Any, rows: pa.Table, write_id: uuid.UUID | None = None
 ) -> list[DataFile]:
@@ -162,6 +192,9 @@ def write_data_files(
         sort_order_id=None,
         use_dictionary=_dictionary_columns(schema),
         write_statistics=stats_paths,
+        bloom_filter_options=bloom_filter_options(
+            properties, rows.column_names, min(row_group, rows.num_rows), BLOOM_FPP
+        ),
     )
     write_id = write_id or uuid.uuid4()
     files = []

@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from pyiceberg.types import TimestampType, TimestamptzType
 
 from emberlake.errors import LakeError
 from emberlake.settings import Settings
+from lake.datafiles import BLOOM_FILTER_PROPERTY, bloom_filter_columns
 from lake.partitioning import (
     Layout,
     LayoutField,
@@ -58,10 +59,6 @@ log = logging.getLogger(__name__)
 #: Table property holding the layout change log (JSON list of change entries, newest last).
 LAYOUT_LOG_PROPERTY = "emberlake.layout_changes"
 LAYOUT_LOG_MAX = 50
-#: Table property naming the columns rewritten files get Parquet Bloom filters for (comma
-#: separated). Compaction honors it; pyiceberg's writer knows no Bloom filters, so Iceberg's own
-#: ``write.parquet.bloom-filter-enabled.column.*`` would promise what appends do not do.
-BLOOM_FILTER_PROPERTY = "emberlake.bloom-filter-columns"
 #: Event-time column of each signal table.
 TIME_COLUMNS = {"spans": "start_time", "logs": "time", "metrics": "time"}
 _COMMIT_ATTEMPTS = 8
@@ -77,12 +74,6 @@ def time_column_of(table: Table) -> str | None:
         if isinstance(f.field_type, TimestamptzType | TimestampType):
             return f.name
     return None
-
-
-def bloom_filter_columns(properties: Mapping[str, str]) -> tuple[str, ...]:
-    """The columns the table's properties ask Bloom filters for, in order."""
-    raw = properties.get(BLOOM_FILTER_PROPERTY, "")
-    return tuple(c.strip() for c in raw.split(",") if c.strip())
 
 
 def _explicit_nulls_first(direction: SortDirection, nulls: NullOrder) -> bool | None:

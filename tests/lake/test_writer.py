@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyiceberg.types import LongType, StringType
 
 from emberlake.errors import CommitConflict
 from emberlake.settings import LakeSettings, Settings
 from lake.catalog import open_catalog
+from lake.datafiles import BLOOM_FILTER_PROPERTY
 from lake.flatten import flatten_spans
 from lake.flatten.common import DOC_KEY
 from lake.maintenance import SnapshotExpiry
@@ -204,3 +207,37 @@ def test_interned_attributes_promote_like_the_kind_columns(tmp_path: Path) -> No
         results.append({n: sorted(map(str, rows.column(n).to_pylist())) for n in promoted})
     assert results[0] == results[1]
     assert {"attr_seq", "attr_http_route", "res_host_name"} <= set(results[1])
+
+
+def test_appended_files_get_the_bloom_filters_the_layout_asks_for(tmp_path: Path) -> None:
+    catalog = open_catalog(_settings(tmp_path))
+    writer = IcebergWriter(catalog)
+    writer.append(_job(_rows(0, 50), {KEY0: 1}, {KEY0: None}))
+    # The layout is changed by another process (the maintainer): the writer sees it from its
+    # next commit on, the files of the commit in between may still lack the filters.
+    table = catalog.load_table("acme.spans")
+    table.transaction().set_properties({BLOOM_FILTER_PROPERTY: "trace_id"}).commit_transaction()
+    writer.append(_job(_rows(50, 50), {KEY0: 2}, {KEY0: 1}))
+    writer.append(_job(_rows(100, 50), {KEY0: 3}, {KEY0: 2}))
+    table.refresh()
+    con = duckdb.connect()
+    blooms: dict[int, dict[str, int]] = {}
+    paths: dict[int, str] = {}
+    for task in table.scan().plan_files():
+        path = task.file.file_path.removeprefix("file://")
+        rows = con.execute(
+            "SELECT path_in_schema, count(*) FILTER (WHERE bloom_filter_length > 0)"
+            " FROM parquet_metadata(?) GROUP BY 1",
+            [path],
+        ).fetchall()
+        first = min(seq_counts(pq.read_table(path))) // 50
+        blooms[first], paths[first] = dict(rows), path
+    assert blooms[0]["trace_id"] == 0
+    assert blooms[2]["trace_id"] >= 1
+    assert blooms[2]["span_id"] == 0
+    # A lookup through the filter still finds the trace: the filter holds the written ids.
+    traces = pq.read_table(paths[2]).column("trace_id").to_pylist()
+    found = con.execute(
+        "SELECT count(*) FROM read_parquet(?) WHERE trace_id = ?", [paths[2], traces[7]]
+    ).fetchone()
+    assert found is not None and found[0] == traces.count(traces[7])
