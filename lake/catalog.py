@@ -2,7 +2,8 @@
 
 The catalog is a pyiceberg :class:`~pyiceberg.catalog.sql.SqlCatalog` (SQLite under the data
 folder by default, any SQLAlchemy URI otherwise) over a warehouse folder or object store. Every
-component that reads or writes the lake opens it through :func:`open_catalog`.
+component that reads or writes the lake opens it through :func:`open_catalog`;
+:func:`table_locations` reads where a namespace's tables' current metadata is, without loading it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pyiceberg.catalog.sql import SqlCatalog
-from sqlalchemy import event
+from pyiceberg.catalog import Catalog
+from pyiceberg.catalog.sql import ICEBERG_TABLE_TYPE, IcebergTables, SqlCatalog
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.exc import DatabaseError
 
 from emberlake.settings import Settings, parse_pairs
@@ -77,3 +79,32 @@ def _use_wal(catalog: SqlCatalog) -> None:
 
     event.listen(catalog.engine, "connect", on_connect)
     catalog.engine.dispose()
+
+
+def table_locations(catalog: Catalog, namespace: str) -> dict[str, str] | None:
+    """Table name -> current metadata location of every table in ``namespace``, in one read of
+    the catalog (empty for an unknown namespace); None for a catalog that cannot say this cheaply.
+
+    A commit always writes a new metadata file and points the catalog at it, so an unchanged
+    location means unchanged table metadata: a reader can keep what it loaded from it. This is
+    the query that ``load_table`` and ``list_tables`` start with, without parsing the metadata
+    JSON or checking the namespace first (~0.1 ms against ~0.8 ms and ~1.7 ms on SQLite).
+    """
+    # pyiceberg's own filter that leaves views out of the table listing (catalog schema v1).
+    type_filter = getattr(catalog, "_iceberg_type_filter", None)
+    if not isinstance(catalog, SqlCatalog) or type_filter is None:
+        return None
+    statement = _LOCATIONS if type_filter() is None else _TABLE_LOCATIONS
+    with catalog.engine.connect() as connection:
+        rows = connection.execute(statement, {"catalog": catalog.name, "namespace": namespace})
+        return {str(name): str(location) for name, location in rows if location}
+
+
+#: Built once: building the statement costs more than running it.
+_LOCATIONS = select(IcebergTables.table_name, IcebergTables.metadata_location).where(
+    IcebergTables.catalog_name == bindparam("catalog"),
+    IcebergTables.table_namespace == bindparam("namespace"),
+)
+_TABLE_LOCATIONS = _LOCATIONS.where(
+    (IcebergTables.iceberg_type == ICEBERG_TABLE_TYPE) | IcebergTables.iceberg_type.is_(None)
+)
