@@ -17,11 +17,13 @@ Parquet statistics skip row groups within the files that remain.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -45,9 +47,10 @@ from emberlake.errors import (
 )
 from emberlake.settings import Settings
 from lake.catalog import open_catalog
+from queryd.caches import LruCache
 from queryd.cancellation import Cancellation
 from queryd.databases import ConstantEvaluator, SpareDatabases
-from queryd.guard import CheckedQuery, check_query
+from queryd.guard import CheckedQuery, check_query, require_tables
 from queryd.pruning import Equality, Window, equality_filters, reads_clock, window_bounds
 from queryd.scans import IcebergScanPlanner, TableScan
 from queryd.typemap import duckdb_type, quote_identifier, quote_literal
@@ -58,6 +61,8 @@ log = logging.getLogger(__name__)
 _TIMED_OUT = "timed out"
 #: Rows per Arrow batch pulled from DuckDB; the row limit is checked between batches.
 BATCH_ROWS = 8192
+#: Longest SQL text whose checked statement is kept for repeats (bounds the cache's memory).
+CACHED_SQL_CHARS = 8192
 
 _INVALID = (
     duckdb.ParserException,
@@ -130,7 +135,9 @@ class DuckDBEngine:
         self, settings: Settings, planner: IcebergScanPlanner | None = None, spares: int = 2
     ) -> None:
         self.settings = settings
-        self.planner = planner or IcebergScanPlanner(open_catalog(settings))
+        self.planner = planner or IcebergScanPlanner(
+            open_catalog(settings), table_entries=settings.queryd.table_cache_entries
+        )
         self.temp_dir = settings.data_path / "tmp" / "queryd"
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         cfg = settings.queryd
@@ -145,6 +152,12 @@ class DuckDBEngine:
             spares,
         )
         self.constants = ConstantEvaluator()
+        # Agents repeat queries: a repeat skips parsing and evaluating its literal time bounds.
+        # Keys hold the tenant (and table), so no tenant is answered from another's entries.
+        self.statements: LruCache[tuple[str, str], CheckedQuery] = LruCache(
+            cfg.statement_cache_entries
+        )
+        self.bounds: LruCache[tuple[str, str, bool], int] = LruCache(cfg.statement_cache_entries)
 
     def close(self) -> None:
         """Close the spare databases (queries in flight finish on their own)."""
@@ -169,8 +182,8 @@ class DuckDBEngine:
         windows: dict[int, Window] = {}
         for bound in window_bounds(checked.tree, scan.name, stamps, names):
             column = stamps[bound.column]
-            value = self.constants.micros(
-                bound.expr, isinstance(column.field_type, TimestamptzType)
+            value = self._micros(
+                scan.identifier, bound.expr, isinstance(column.field_type, TimestamptzType)
             )
             if value is None:
                 continue
@@ -192,9 +205,29 @@ class DuckDBEngine:
         ]
         return scan.keeping(keep)
 
+    def _micros(self, identifier: str, expr: Mapping[str, Any], with_zone: bool) -> int | None:
+        """A bound's constant in microseconds; kept for repeats unless it reads the clock."""
+        if reads_clock(expr):
+            return self.constants.micros(expr, with_zone)
+        key = (identifier, json.dumps(expr), with_zone)
+        value = self.bounds.get(key)
+        if value is None:
+            value = self.constants.micros(expr, with_zone)
+            if value is not None:  # None may be a timeout under load: try again next time
+                self.bounds.put(key, value)
+        return value
+
     def check(self, tenant: str, sql: str) -> CheckedQuery:
         """Guard the SQL against the tenant's table names (raises QueryRejected/NotFound)."""
-        return check_query(sql, self.planner.table_names(tenant))
+        known = self.planner.table_names(tenant)
+        key = (tenant, sql)
+        checked = self.statements.get(key)
+        if checked is None:
+            checked = check_query(sql)
+            if len(sql) <= CACHED_SQL_CHARS:
+                self.statements.put(key, checked)
+        require_tables(checked, known)
+        return checked
 
     def query(
         self, tenant: str, sql: str, max_rows: int | None = None, timeout: float | None = None

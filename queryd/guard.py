@@ -100,13 +100,19 @@ def check_query(sql: str, known_tables: Collection[str] | None = None) -> Checke
             name = str(node["table_name"]).lower()
             if name not in ctes and name not in tables:
                 tables.append(name)
+    checked = CheckedQuery(sql=statement, tables=tuple(tables), tree=tree)
     if known_tables is not None:
-        known = {t.lower() for t in known_tables}
-        for name in tables:
-            if name not in known:
-                listing = ", ".join(sorted(known)) or "none yet"
-                raise NotFound(f"unknown table {name!r}; your tables: {listing}")
-    return CheckedQuery(sql=statement, tables=tuple(tables), tree=tree)
+        require_tables(checked, known_tables)
+    return checked
+
+
+def require_tables(checked: CheckedQuery, known_tables: Collection[str]) -> None:
+    """Raise :class:`NotFound` listing the tables there are if the statement reads another."""
+    known = {t.lower() for t in known_tables}
+    for name in checked.tables:
+        if name not in known:
+            listing = ", ".join(sorted(known)) or "none yet"
+            raise NotFound(f"unknown table {name!r}; your tables: {listing}")
 
 
 def _single_select(sql: str) -> str:
