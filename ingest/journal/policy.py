@@ -4,7 +4,9 @@ The lake marks how far it has stored each Kafka partition of a broker cluster (s
 :mod:`lake.offsets`): every record below a partition's *checkpoint* is in the lake, and so is
 every record below its table's *table offset* for that partition. A journal entry the lake holds
 by either mark needs nothing more; every other entry of a dead cluster is produced again to the
-new broker, per partition in the order the old broker held them.
+new broker, per partition in the order the old broker held them. A record the writer set aside
+(see :mod:`lake.batch`) is in its dead-letter table, not its signal table: the mark of that
+table counts for it, so a replay does not set it aside a second time.
 """
 
 from __future__ import annotations
@@ -12,8 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from emberlake.errors import TenantError
+from emberlake.tenancy import validate_tenant
 from ingest.journal.segment import DecodedSegment, JournalEntry, SegmentHeader
 from ingest.topics import HEADER_TENANT, Topics
+
+#: The lake writer's dead-letter table, and the namespace of those whose tenant is missing or
+#: invalid: the names of :mod:`lake.tables`, kept here so that the receiver does not import the
+#: lake (a test holds them equal).
+DEAD_LETTERS = "dead_letters"
+UNROUTED_NAMESPACE = "emberlake"
 
 #: (topic, partition)
 TopicPartition = tuple[str, int]
@@ -23,6 +33,8 @@ Checkpoints = Mapping[tuple[str, str, int], int | None]
 CheckpointLookup = Callable[[str, str, int], int | None]
 #: (cluster, namespace, table, (topic, partition)) -> the table's stored next offset, or None
 TableOffsetLookup = Callable[[str, str, str, TopicPartition], int | None]
+#: Whether the lake writer sets an entry with a valid tenant aside (decodes it: asked rarely).
+SetAsideCheck = Callable[[JournalEntry], bool]
 
 
 @dataclass
@@ -31,10 +43,13 @@ class SegmentSummary:
 
     cluster: str
     highest: dict[TopicPartition, int] = field(default_factory=dict)
+    #: Entries in the segment.
+    records: int = 0
 
     def add(self, entries: Iterable[JournalEntry]) -> None:
         highest = self.highest
         for e in entries:
+            self.records += 1
             tp = (e.topic, e.partition)
             if e.offset > highest.get(tp, -1):
                 highest[tp] = e.offset
@@ -56,15 +71,14 @@ def trimmable(summary: SegmentSummary, checkpoints: Checkpoints) -> bool:
     return True
 
 
-def table_of(entry: JournalEntry, topics: Topics) -> tuple[str, str] | None:
-    """The lake table (namespace, table) an entry goes to, as the lake writer routes it; None
-    when the writer would set it aside (unknown topic, no tenant)."""
-    tenant = entry.header(HEADER_TENANT)
-    if not tenant:
+def tenant_of(entry: JournalEntry) -> str | None:
+    """The entry's tenant, None when missing or invalid (the writer sets those aside)."""
+    raw = entry.header(HEADER_TENANT)
+    if not raw:
         return None
     try:
-        return tenant, topics.signal_of(entry.topic)
-    except ValueError:
+        return validate_tenant(raw)
+    except TenantError:
         return None
 
 
@@ -74,16 +88,30 @@ def in_lake(
     checkpoint: CheckpointLookup,
     table_offset: TableOffsetLookup,
     topics: Topics,
+    set_aside: SetAsideCheck | None = None,
 ) -> bool:
-    """True if the lake already holds the entry (recorded against ``cluster``)."""
+    """True if the lake already holds the entry (recorded against ``cluster``), in its table or
+    among the dead letters. ``set_aside`` is asked only for an entry below its dead-letter
+    table's mark and not in its signal table (without it, such an entry counts as missing)."""
     mark = checkpoint(cluster, entry.topic, entry.partition)
     if mark is not None and entry.offset < mark:
         return True
-    table = table_of(entry, topics)
-    if table is None:
+    try:
+        signal = topics.signal_of(entry.topic)
+    except ValueError:
+        return False  # not a topic the writer reads
+    tenant = tenant_of(entry)
+    if tenant is not None:
+        stored = table_offset(cluster, tenant, signal, entry.tp)
+        if stored is not None and entry.offset < stored:
+            return True
+    dead = table_offset(cluster, tenant or UNROUTED_NAMESPACE, DEAD_LETTERS, entry.tp)
+    if dead is None or entry.offset >= dead:
         return False
-    stored = table_offset(cluster, *table, entry.tp)
-    return stored is not None and entry.offset < stored
+    # Below the dead letters' mark: there if the writer set it aside. A record bound for its
+    # signal table can be below that mark too (a crash between the commits of one batch's
+    # tables), so only decoding it tells.
+    return tenant is None or (set_aside is not None and set_aside(entry))
 
 
 def old_segments(headers: Mapping[str, SegmentHeader], current_cluster: str) -> list[str]:
@@ -103,10 +131,12 @@ class ReplaySelection:
         checkpoint: CheckpointLookup,
         table_offset: TableOffsetLookup,
         topics: Topics,
+        set_aside: SetAsideCheck | None = None,
     ):
         self._checkpoint = checkpoint
         self._table_offset = table_offset
         self._topics = topics
+        self._set_aside = set_aside
         self._rank: dict[str, int] = {}
         for h in headers.values():
             self._rank[h.cluster] = min(self._rank.get(h.cluster, h.created_ns), h.created_ns)
@@ -124,7 +154,9 @@ class ReplaySelection:
         cluster = segment.header.cluster
         rank = self._rank.get(cluster, segment.header.created_ns)
         for entry in segment.entries:
-            if in_lake(cluster, entry, self._checkpoint, self._table_offset, self._topics):
+            if in_lake(
+                cluster, entry, self._checkpoint, self._table_offset, self._topics, self._set_aside
+            ):
                 self.skipped += 1
                 continue
             key = (entry.topic, entry.partition, rank, cluster, entry.offset)

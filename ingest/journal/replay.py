@@ -2,7 +2,10 @@
 
 Run it after a new embedded broker started and before the lake writer starts, so that the old
 cluster's checkpoints are still in the catalog (the writer forgets other clusters' checkpoints
-when it starts) and nothing is being committed meanwhile. Entries the lake holds are skipped;
+when it starts) and nothing is being committed meanwhile: ``emberlake up`` stops the writer
+first; ``emberlake broker``, run apart from the writer, waits for one still running on the old
+broker to commit what it had read. Without the checkpoints, the tables' own offsets (signal and
+dead-letter tables) still tell what the lake holds. Entries the lake holds are skipped;
 the rest are produced in order per partition, journalled under the new cluster in one durable
 segment that names the segments it supersedes, and only then are the old segments deleted. A
 crash at any point leaves either the old segments, or the new one (which causes the old ones to
@@ -16,13 +19,19 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 from emberlake.errors import EmberlakeError, JournalError
 from emberlake.settings import Settings
-from ingest.journal.policy import ReplaySelection, TopicPartition, old_segments
+from ingest.journal.policy import (
+    ReplaySelection,
+    SetAsideCheck,
+    TopicPartition,
+    old_segments,
+)
 from ingest.journal.segment import JournalEntry, SegmentHeader
 from ingest.journal.store import CLOSED_SUFFIX, JournalStore, segment_name
 from ingest.topics import Topics
@@ -58,14 +67,15 @@ class ReplayReport:
 
 class LakeMarks:
     """The old clusters' checkpoints and table offsets, read from the catalog when first asked
-    for and kept (the lake writer is not running, so they do not move)."""
+    for and kept (no writer commits for those clusters any more, so they do not move)."""
 
     def __init__(self, settings: Settings):
         from lake.catalog import open_catalog
 
         self.catalog = open_catalog(settings)
         self._checkpoints: dict[tuple[str, str, int], int | None] = {}
-        self._tables: dict[tuple[str, str, str, TopicPartition], int | None] = {}
+        #: (namespace, table) -> its properties (None: no such table)
+        self._tables: dict[tuple[str, str], Mapping[str, str] | None] = {}
 
     def checkpoint(self, cluster: str, topic: str, partition: int) -> int | None:
         from lake.offsets import CheckpointStore
@@ -79,12 +89,36 @@ class LakeMarks:
     def table_offset(
         self, cluster: str, namespace: str, table: str, tp: TopicPartition
     ) -> int | None:
-        from lake.offsets import TableOffsets
+        from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
-        key = (cluster, namespace, table, tp)
+        from lake.offsets import offset_property, parse_offset
+
+        key = (namespace, table)
         if key not in self._tables:
-            self._tables[key] = TableOffsets(self.catalog, cluster).read(namespace, table, tp)
-        return self._tables[key]
+            try:
+                self._tables[key] = self.catalog.load_table(f"{namespace}.{table}").properties
+            except (NoSuchTableError, NoSuchNamespaceError):
+                self._tables[key] = None
+        properties = self._tables[key]
+        if properties is None:
+            return None
+        return parse_offset(properties.get(offset_property(cluster, *tp)))
+
+
+def writer_sets_aside(topics: Topics) -> SetAsideCheck:
+    """Whether the lake writer sets an entry aside as a dead letter: the writer's own routing of
+    one record, checked alone as after a failed batch (decodes it)."""
+    from lake.batch import Batch, Record
+    from lake.tables import DEAD_LETTERS
+
+    def check(entry: JournalEntry) -> bool:
+        batch = Batch(topics, isolate=True)
+        headers = cast(tuple[tuple[str, bytes], ...], entry.headers)
+        record = Record(entry.topic, entry.partition, entry.offset, entry.key, entry.value, headers)
+        batch.add(record, lambda _ref, _tp: None)
+        return any(ref[1] == DEAD_LETTERS for ref in batch.tables)
+
+    return check
 
 
 def produce_entries(settings: Settings, entries: Sequence[JournalEntry]) -> list[JournalEntry]:
@@ -153,11 +187,13 @@ def replay_journal(settings: Settings, directory: Path, cluster: str) -> ReplayR
         return report
     try:
         marks = LakeMarks(settings)
+        topics = Topics(settings.kafka.topic_prefix)
         selection = ReplaySelection(
             {n: headers[n] for n in old},
             marks.checkpoint,
             marks.table_offset,
-            Topics(settings.kafka.topic_prefix),
+            topics,
+            writer_sets_aside(topics),
         )
         for name in old:
             selection.add(name, store.read(name))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from ingest.journal.policy import (
+    DEAD_LETTERS,
+    UNROUTED_NAMESPACE,
     SegmentSummary,
+    SetAsideCheck,
     TopicPartition,
     in_lake,
     old_segments,
@@ -40,6 +43,7 @@ def no_tables(cluster: str, namespace: str, table: str, tp: TopicPartition) -> i
 def test_summary_keeps_the_highest_offset_per_partition() -> None:
     summary = SegmentSummary.of(seg("a", 0, [entry(5), entry(2), entry(7, 1), entry(3, 1)]))
     assert summary.highest == {(SPANS, 0): 5, (SPANS, 1): 7}
+    assert summary.records == 4
 
 
 def test_trimmable_only_when_checkpoints_pass_every_entry() -> None:
@@ -64,6 +68,46 @@ def test_in_lake_by_checkpoint_or_by_the_table_offset() -> None:
     assert not in_lake("a", entry(9, tenant="other"), checkpoint, offsets, TOPICS)
     assert not in_lake("b", entry(3), checkpoint, offsets, TOPICS)  # marks of another cluster
     assert not in_lake("a", entry(2, 1, "elsewhere"), checkpoint, offsets, TOPICS)
+
+
+def test_in_lake_among_the_dead_letters_when_the_writer_sets_it_aside() -> None:
+    """Below its dead-letter table's mark, an entry is in the lake if the writer sets it aside
+    (asked only then); one without a valid tenant always is, in the unrouted namespace."""
+
+    def offsets(cluster: str, namespace: str, table: str, tp: TopicPartition) -> int | None:
+        marks = {
+            ("acme", "spans"): 2,
+            ("acme", DEAD_LETTERS): 6,
+            (UNROUTED_NAMESPACE, DEAD_LETTERS): 4,
+        }
+        return marks.get((namespace, table)) if cluster == "a" else None
+
+    def no_checkpoint(cluster: str, topic: str, partition: int) -> None:
+        return None
+
+    asked: list[int] = []
+
+    def set_aside(e: JournalEntry) -> bool:
+        asked.append(e.offset)
+        return e.offset % 2 == 1
+
+    def held(e: JournalEntry, check: SetAsideCheck | None = set_aside) -> bool:
+        return in_lake("a", e, no_checkpoint, offsets, TOPICS, check)
+
+    assert held(entry(1)) and held(entry(0))  # below the spans table's mark
+    assert held(entry(3)) and not held(entry(4))  # set aside, or stored: decoding tells
+    assert not held(entry(7))  # above both marks
+    assert asked == [3, 4]
+    assert not held(entry(3), None)  # nobody to ask: produced again
+    assert held(entry(3, tenant="Not A Tenant"), None)  # set aside whatever it holds
+    assert not held(entry(5, tenant="Not A Tenant"), None)  # above that table's mark
+
+
+def test_dead_letter_names_are_the_lakes() -> None:
+    from lake.tables import DEAD_LETTERS as LAKE_DEAD_LETTERS
+    from lake.tables import SYSTEM_NAMESPACE
+
+    assert (DEAD_LETTERS, UNROUTED_NAMESPACE) == (LAKE_DEAD_LETTERS, SYSTEM_NAMESPACE)
 
 
 def test_replay_skips_what_the_lake_holds_and_orders_per_partition() -> None:

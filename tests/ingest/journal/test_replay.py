@@ -17,6 +17,7 @@ from ingest.topics import HEADER_TENANT, Topics
 from lake.catalog import open_catalog
 from lake.offsets import CheckpointStore, offset_property
 from lake.tables import ensure_table
+from tests.lake.otlp_records import spans_request
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +121,30 @@ def test_a_replay_segment_left_beside_its_sources_wins(settings: Settings, tmp_p
     report = replay_journal(settings, store.directory, "between")
     assert (report.replayed, report.segments) == (0, 0)
     assert store.names() == ["z.seg"]
+
+
+def test_records_set_aside_before_the_crash_are_not_set_aside_again(settings: Settings) -> None:
+    """Without a checkpoint (a crash between a batch's commits and its checkpoint, or a writer
+    on the new broker deleted the old ones), the dead-letter table's offset tells what the old
+    writer set aside. Below it, a record the writer sets aside is skipped; one it stores is
+    produced again (the batch may have committed its dead letters and not its spans)."""
+    ensure_emberlake_topics(settings)
+    spans = Topics(settings.kafka.topic_prefix).signal("spans")
+    garbage = b"\x0a\xff\xff\xff\xff\x0f not a protobuf"
+    good = spans_request("svc", [1, 2]).SerializeToString()
+    headers = ((HEADER_TENANT, b"acme"),)
+    store = JournalStore(journal_dir(settings))
+    writer = JournalWriter(store)
+    writer.set_cluster(OLD)
+    values = [garbage, good, garbage, good]
+    writer.append([JournalEntry(spans, 0, o, b"k", v, headers) for o, v in enumerate(values)])
+    writer.close()
+    # The old writer committed its dead letters up to offset 2; nothing else is marked.
+    table = ensure_table(open_catalog(settings), "acme", "dead_letters")
+    with table.transaction() as tx:
+        tx.set_properties({offset_property(OLD, spans, 0): "2"})
+
+    report = replay_journal(settings, store.directory, cluster_id(settings))
+
+    assert (report.replayed, report.skipped) == (3, 1)
+    assert [v for _, v, _ in read_topic(settings, spans, 3)] == [good, garbage, good]
