@@ -113,9 +113,15 @@ def cluster_id(settings: Settings, timeout: float = 10.0) -> str:
 Headers = Sequence[tuple[str, bytes]]
 
 
+#: Errors librdkafka reports per record, not as fatal, that fail every later record of the
+#: producer all the same: a restarted memory-backed broker hands out producer ids afresh, so
+#: another producer (a journal replay, say) may own this one's id now, with a newer epoch.
+_FENCED = frozenset({KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
+
+
 def _is_fatal(err: KafkaError) -> bool:
     """True for errors after which this producer instance can never produce again."""
-    return bool(err.fatal()) or err.code() == KafkaError._FATAL
+    return bool(err.fatal()) or err.code() in _FENCED or err.code() == KafkaError._FATAL
 
 
 class KafkaSink:
@@ -145,6 +151,12 @@ class KafkaSink:
         if _is_fatal(err):
             log.error("the Kafka producer failed for good (%s); starting a new one", err.str())
             self._fatal.set()
+
+    def renew(self) -> None:
+        """Replace the producer soon (on the serving thread), failing what it still holds. For
+        a broker that became another cluster: an idempotent producer of the old one may
+        otherwise wait on it for good, its records timing out."""
+        self._fatal.set()
 
     def _replace_fatal_producer(self) -> None:
         self._fatal.clear()

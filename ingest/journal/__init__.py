@@ -3,10 +3,11 @@
 The embedded broker keeps records in memory only. With the journal on, the receiver writes every
 record Kafka acknowledged to local segment files (:mod:`ingest.journal.store`) before it answers
 the client (:class:`JournalSink`), deletes closed segments once the lake's checkpoints cover them
-(:class:`JournalTrimmer`), and after the broker restarts, before the lake writer starts, the
-supervisor produces what the lake lacks into the new broker (:func:`replay_journal`). The segment
-format (:mod:`ingest.journal.segment`) and the keep/replay decisions
-(:mod:`ingest.journal.policy`) are pure.
+(:class:`JournalTrimmer`), and after the broker restarts, before the lake writer starts,
+``emberlake up`` (or ``emberlake broker``, or ``emberlake journal replay``) produces what the lake
+lacks into the new broker (:func:`replay_journal`). The segment format
+(:mod:`ingest.journal.segment`), the keep/replay decisions (:mod:`ingest.journal.policy`) and the
+counting behind ``emberlake journal status`` (:mod:`ingest.journal.status`) are pure.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from emberlake.errors import ConfigError
 from emberlake.settings import Settings
 from ingest.journal.replay import ReplayReport, replay_journal
 from ingest.journal.segment import JournalEntry, SegmentHeader, decode_segment
-from ingest.journal.sink import JournalSink, JournalTrimmer, lake_checkpoints
+from ingest.journal.sink import JournalSink, JournalTrimmer, journal_health, lake_checkpoints
 from ingest.journal.store import JournalStore, JournalWriter
 
 MODES = ("auto", "on", "off")
@@ -47,6 +48,7 @@ __all__ = [
     "decode_segment",
     "journal_dir",
     "journal_enabled",
+    "journal_health",
     "lake_checkpoints",
     "replay_journal",
 ]

@@ -44,6 +44,14 @@ class JournalSink:
         self.writer.set_cluster(self._read_cluster())
         self._generation = generation
 
+    def new_cluster(self, cluster: str) -> None:
+        """The broker became ``cluster`` under a running receiver (found by the trimmer):
+        journal under it, and replace the producer unless it was replaced since it last
+        delivered for the old cluster."""
+        self.writer.set_cluster(cluster)
+        if self.kafka.generation == self._generation:
+            self.kafka.renew()
+
     async def send_all(self, records: Sequence[KafkaRecord]) -> list[tuple[int, int]]:
         positions = await self.kafka.send_all(records)
         if self.writer.cluster is None or self.kafka.generation != self._generation:
@@ -91,8 +99,12 @@ class JournalTrimmer:
         read_checkpoints: CheckpointReader,
         interval: float,
         read_cluster: Callable[[], str] | None = None,
+        on_new_cluster: Callable[[str], None] | None = None,
     ):
+        """``on_new_cluster`` follows the broker becoming another cluster (default: the writer
+        journals under the new id)."""
         self.writer = writer
+        self._on_new_cluster = on_new_cluster or writer.set_cluster
         self.store: JournalStore = writer.store
         self.interval = interval
         self._read_checkpoints = read_checkpoints
@@ -102,7 +114,10 @@ class JournalTrimmer:
         self._thread = threading.Thread(target=self._run, name="journal-trimmer", daemon=True)
         self._warned_at = 0.0
         self._primed = False
+        #: Segments and entries deleted; wall-clock time of the last pass that read the lake.
         self.deleted = 0
+        self.trimmed_records = 0
+        self.last_trim_at: float | None = None
 
     def start(self) -> JournalTrimmer:
         """Trim once on the caller's thread (which loads the catalog's libraries: seconds of CPU
@@ -143,11 +158,12 @@ class JournalTrimmer:
         if cluster and cluster != self.writer.cluster:
             log.warning(
                 "the broker is now cluster %s (was %s): journalling under the new id; entries "
-                "of the old one are produced again when `emberlake up` next starts",
+                "of the old one are produced again when `emberlake up` or `emberlake broker` "
+                "next starts, or by `emberlake journal replay`",
                 cluster,
                 self.writer.cluster,
             )
-            self.writer.set_cluster(cluster)
+            self._on_new_cluster(cluster)
 
     def _summary(self, name: str) -> SegmentSummary | None:
         summary = self.writer.closed_summaries.get(name) or self._summaries.get(name)
@@ -177,6 +193,7 @@ class JournalTrimmer:
             if summary is not None and summary.cluster == cluster:
                 mine[name] = summary
         if not mine:
+            self.last_trim_at = time.time()
             return 0
         partitions = {tp for s in mine.values() for tp in s.highest}
         checkpoints = self._read_checkpoints(cluster, sorted(partitions))
@@ -185,7 +202,23 @@ class JournalTrimmer:
         for name in done:
             self.writer.closed_summaries.pop(name, None)
             self._summaries.pop(name, None)
+            self.trimmed_records += mine[name].records
         self.deleted += len(done)
+        self.last_trim_at = time.time()
         if done:
             log.debug("trimmed %d journal segments the lake holds", len(done))
         return len(done)
+
+
+def journal_health(writer: JournalWriter, trimmer: JournalTrimmer | None) -> dict[str, Any]:
+    """The journal's counters for the receiver's ``/healthz``."""
+    segments, size = writer.store.usage()
+    return {
+        "segments": segments,
+        "bytes": size,
+        "records_written": writer.appended,
+        "records_trimmed": trimmer.trimmed_records if trimmer else 0,
+        "segments_trimmed": trimmer.deleted if trimmer else 0,
+        "write_errors": writer.errors,
+        "last_trim_at": trimmer.last_trim_at if trimmer else None,
+    }

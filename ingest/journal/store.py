@@ -85,6 +85,15 @@ class JournalStore:
             if p.name.endswith((OPEN_SUFFIX, CLOSED_SUFFIX))
         )
 
+    def usage(self) -> tuple[int, int]:
+        """(segments, bytes) on disk now."""
+        count = size = 0
+        for name in self.names():
+            with contextlib.suppress(FileNotFoundError):  # trimmed meanwhile
+                size += (self.directory / name).stat().st_size
+                count += 1
+        return count, size
+
     def closed(self, own_pid: int | None = None) -> list[str]:
         """Segments nobody writes any more: closed ones, and open ones of dead processes."""
         out = []
@@ -175,7 +184,9 @@ class JournalWriter:
         self._summary: SegmentSummary | None = None
         #: Summaries of the segments this writer closed, for trimming without reading them.
         self.closed_summaries: dict[str, SegmentSummary] = {}
+        #: Entries written, and writes that failed (their requests were not acknowledged).
         self.appended = 0
+        self.errors = 0
 
     @property
     def cluster(self) -> str | None:
@@ -200,6 +211,7 @@ class JournalWriter:
         data = encode_entries(entries)
         with self._lock:
             if self._cluster is None:
+                self.errors += 1
                 raise JournalError("the journal does not know the broker's cluster id yet")
             try:
                 if self._fd is not None and self._due_locked():
@@ -211,6 +223,7 @@ class JournalWriter:
                 if self.fsync:
                     os.fsync(self._fd)
             except OSError as exc:
+                self.errors += 1
                 raise JournalError(f"cannot write the receiver's journal: {exc}") from exc
             self._size += len(data)
             self._summary.add(entries)

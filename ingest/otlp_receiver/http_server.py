@@ -9,6 +9,7 @@ so that gzip bodies go through the receiver's bounded inflater (see
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -67,8 +68,11 @@ class OtlpHttpServer:
         port: int,
         max_request_bytes: int,
         shutdown_grace: float = 10.0,
+        health: Callable[[], dict[str, Any]] | None = None,
     ):
+        """``health``: more fields for ``/healthz`` (the journal's counters, say)."""
         self.handler = handler
+        self.health = health
         self.host = host
         self.port = port
         self.max_request_bytes = max_request_bytes
@@ -107,7 +111,8 @@ class OtlpHttpServer:
         return _encode(decoded.response(), encoding)
 
     async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", **self.handler.stats.as_dict()})
+        extra = self.health() if self.health is not None else {}
+        return web.json_response({"status": "ok", **self.handler.stats.as_dict(), **extra})
 
     async def start(self) -> int:
         """Bind and start serving; return the bound port (useful when asked for port 0)."""

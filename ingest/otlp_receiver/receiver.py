@@ -25,6 +25,7 @@ from ingest.journal import (
     JournalWriter,
     journal_dir,
     journal_enabled,
+    journal_health,
     lake_checkpoints,
 )
 from ingest.kafka import KafkaSink, cluster_id
@@ -72,7 +73,12 @@ class Receiver:
         self.handler = ExportHandler(self.settings, self._sink)
         self._grpc = OtlpGrpcServer(self.handler, r.host, r.grpc_port, r.max_request_bytes)
         self._http = OtlpHttpServer(
-            self.handler, r.host, r.http_port, r.max_request_bytes, shutdown_grace=self.grace
+            self.handler,
+            r.host,
+            r.http_port,
+            r.max_request_bytes,
+            shutdown_grace=self.grace,
+            health=self._health if self._journal is not None else None,
         )
         try:
             await self._grpc.start()
@@ -103,6 +109,11 @@ class Receiver:
             self._journal = None
         log.info("receiver stopped")
 
+    def _health(self) -> dict[str, Any]:
+        if self._journal is None:
+            return {}
+        return {"journal": journal_health(self._journal, self._trimmer)}
+
     async def _journalled(self, kafka: KafkaSink) -> JournalSink:
         """Wrap the producer in the ack journal and start trimming it."""
         r = self.settings.receiver
@@ -123,7 +134,11 @@ class Receiver:
             # Learnt on the first acknowledgement instead; until then nothing is acknowledged.
             log.warning("cannot read the broker's cluster id yet (%s)", exc)
         trimmer = JournalTrimmer(
-            self._journal, lake_checkpoints(self.settings), r.journal_trim_seconds, read_cluster
+            self._journal,
+            lake_checkpoints(self.settings),
+            r.journal_trim_seconds,
+            read_cluster,
+            sink.new_cluster,
         )
         self._trimmer = await asyncio.to_thread(trimmer.start)
         log.info(

@@ -11,7 +11,7 @@ import pytest
 from emberlake.errors import JournalError
 from ingest.journal.policy import Checkpoints, TopicPartition
 from ingest.journal.segment import JournalEntry, SegmentHeader
-from ingest.journal.sink import JournalTrimmer
+from ingest.journal.sink import JournalSink, JournalTrimmer, journal_health
 from ingest.journal.store import JournalStore, JournalWriter, segment_name
 
 TOPIC = "p.otlp.spans"
@@ -34,6 +34,7 @@ def test_appends_land_in_one_open_segment_and_close_to_seg(tmp_path: Path) -> No
     writer = JournalWriter(store)
     with pytest.raises(JournalError):
         writer.append(entries(0))  # no cluster id yet: nothing may be journalled as unknown
+    assert writer.errors == 1
     writer.set_cluster("a")
     writer.append(entries(0, 1))
     writer.append(entries(2))
@@ -119,6 +120,13 @@ def test_trimming_deletes_closed_segments_the_lake_covers(tmp_path: Path) -> Non
     lake.marks[("a", TOPIC, 1)] = 1
     assert trimmer.trim_once() == 1
     assert len(store.names()) == 2
+    health = journal_health(writer, trimmer)
+    assert health["segments"] == 2 and health["bytes"] == sum(
+        (tmp_path / n).stat().st_size for n in store.names()
+    )
+    assert (health["records_written"], health["records_trimmed"]) == (4, 3)
+    assert health["segments_trimmed"] == 1 and health["write_errors"] == 0
+    assert health["last_trim_at"] is not None
     lake.fail = True
     with pytest.raises(OSError):
         trimmer.trim_once()  # the thread logs this and tries again later
@@ -126,3 +134,37 @@ def test_trimming_deletes_closed_segments_the_lake_covers(tmp_path: Path) -> Non
     lake.marks[("a", TOPIC, 0)] = 10
     assert trimmer.trim_once() == 1
     assert store.names() == [writer.current]
+
+
+class Producer:
+    """Stands in for the KafkaSink: its generation, and how often it was renewed."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.renewed = 0
+
+    def renew(self) -> None:
+        self.renewed += 1
+
+
+def test_a_new_cluster_under_a_running_receiver_renews_a_producer_of_the_old_one(
+    tmp_path: Path,
+) -> None:
+    writer = JournalWriter(JournalStore(tmp_path))
+    broker = {"cluster": "a"}
+    kafka = Producer()
+    sink = JournalSink(kafka, writer, lambda: broker["cluster"])  # type: ignore[arg-type]
+    sink.refresh_cluster()
+    trimmer = JournalTrimmer(
+        writer, Checkpointed(), 60, lambda: broker["cluster"], sink.new_cluster
+    )
+    trimmer.check_cluster()
+    assert (writer.cluster, kafka.renewed) == ("a", 0)
+    broker["cluster"] = "b"  # restarted: the producer delivered for "a" may hang on "b"
+    trimmer.check_cluster()
+    assert (writer.cluster, kafka.renewed) == ("b", 1)
+    # Replaced already (after a fatal error) since it last delivered: left alone.
+    broker["cluster"] = "c"
+    kafka.generation += 1
+    trimmer.check_cluster()
+    assert (writer.cluster, kafka.renewed) == ("c", 1)
