@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "broker": "emberlake.supervisor:broker_command",
     "receiver": "ingest.commands:receiver_command",
     "demo": "ingest.commands:demo_command",
+    "journal": "ingest.journal.commands:journal_group",
     "writer": "lake.commands:writer_command",
     "compact": "lake.commands:compact_command",
     "tables": "lake.commands:tables_command",

@@ -17,17 +17,75 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 
-from emberlake.broker import EmbeddedBroker, broker_for
+from emberlake.broker import Broker, EmbeddedBroker, broker_for
 from emberlake.process import child_setup
 from emberlake.settings import Settings, to_env
 
+if TYPE_CHECKING:
+    from ingest.journal import ReplayReport
+
 log = logging.getLogger(__name__)
+
+
+def live_settings(settings: Settings, broker: Broker) -> Settings:
+    """The settings, pointed at the broker actually running (embedded ones get a port), with
+    the receiver's journal decided here: children see bootstrap servers either way."""
+    from ingest.journal import journal_enabled
+
+    kafka = replace(settings.kafka, bootstrap_servers=broker.bootstrap_servers)
+    receiver = replace(settings.receiver, journal="on" if journal_enabled(settings) else "off")
+    return settings.replace(kafka=kafka, receiver=receiver)
+
+
+def start_broker(
+    settings: Settings,
+    broker: Broker,
+    fresh: Callable[[], Broker],
+    attempts: int = 3,
+    settle: Callable[[Broker], bool] | None = None,
+) -> tuple[Broker, ReplayReport | None]:
+    """Start ``broker``, create the topics, and, when the receiver journals with these
+    settings, produce into it what the journal holds and the lake lacks; returns the broker
+    running and the replay's report (None when there was none).
+
+    ``settle`` is called with the running broker before the replay and may wait; the replay
+    is skipped when it returns False. A replay that failed half-way may have left some entries
+    in the broker, so the next attempt replays into a fresh one (``fresh()``); an external
+    broker is not retried.
+    """
+    from emberlake.errors import JournalError
+    from ingest.journal import journal_dir, journal_enabled, replay_journal
+    from ingest.kafka import cluster_id, ensure_emberlake_topics
+
+    attempt = 1
+    while True:
+        broker.start()
+        if isinstance(broker, EmbeddedBroker):
+            log.info("started broker (pid %s, cluster %s)", broker.pid, broker.cluster_id)
+        try:
+            live = live_settings(settings, broker)
+            ensure_emberlake_topics(live)
+            if not journal_enabled(settings) or (settle is not None and not settle(broker)):
+                return broker, None
+            return broker, replay_journal(live, journal_dir(settings), cluster_id(live))
+        except JournalError as exc:
+            if attempt == attempts or not isinstance(broker, EmbeddedBroker):
+                broker.stop()
+                raise
+            log.error("%s; starting a fresh broker to replay into", exc)
+        except BaseException:
+            broker.stop()
+            raise
+        broker.stop()
+        broker = fresh()
+        attempt += 1
 
 
 @dataclass(frozen=True)
@@ -110,53 +168,16 @@ class Supervisor:
             self.running[component.name] = self._spawn(component)
 
     def _start_broker(self, attempts: int = 3) -> None:
-        """Start the broker, create the topics, and replay the receiver's ack journal into it.
-
-        The replay comes before any component starts: the lake writer, once started, forgets
-        the checkpoints of earlier clusters, which the replay reads to skip what the lake holds.
-        A replay that failed half-way may have left some entries in the broker, so the next
-        attempt starts a fresh one.
-        """
-        from emberlake.errors import JournalError
-        from ingest.journal import journal_enabled
-        from ingest.kafka import ensure_emberlake_topics
-
-        for attempt in range(1, attempts + 1):
-            self.broker.start()
-            if isinstance(self.broker, EmbeddedBroker):
-                log.info(
-                    "started broker (pid %s, cluster %s)", self.broker.pid, self.broker.cluster_id
-                )
-            ensure_emberlake_topics(self._live_settings())
-            if not journal_enabled(self.settings):
-                return
-            try:
-                self._replay_journal()
-                return
-            except JournalError as exc:
-                if attempt == attempts or not isinstance(self.broker, EmbeddedBroker):
-                    raise
-                log.error("%s; starting a fresh broker to replay into", exc)
-                self.broker.stop()
-                self.broker = broker_for(self.settings)
-
-    def _replay_journal(self) -> None:
-        from ingest.journal import journal_dir, replay_journal
-        from ingest.kafka import cluster_id
-
-        live = self._live_settings()
-        replay_journal(live, journal_dir(self.settings), cluster_id(live))
+        """Start the broker, create the topics, and replay the receiver's ack journal into it
+        (see :func:`start_broker`), before any component starts: the lake writer, once
+        started, forgets the checkpoints of earlier clusters, which the replay reads to skip
+        what the lake holds."""
+        self.broker, _ = start_broker(
+            self.settings, self.broker, lambda: broker_for(self.settings), attempts
+        )
 
     def _live_settings(self) -> Settings:
-        """The settings, pointed at the broker actually running (embedded ones get a port), with
-        the receiver's journal decided here: children see bootstrap servers either way."""
-        from ingest.journal import journal_enabled
-
-        kafka = replace(self.settings.kafka, bootstrap_servers=self.broker.bootstrap_servers)
-        receiver = replace(
-            self.settings.receiver, journal="on" if journal_enabled(self.settings) else "off"
-        )
-        return self.settings.replace(kafka=kafka, receiver=receiver)
+        return live_settings(self.settings, self.broker)
 
     def watch(self) -> None:
         """Restart components that die, with backoff, until asked to stop."""
@@ -275,22 +296,60 @@ def up_command(ctx: click.Context, only: tuple[str, ...]) -> None:
         click.echo("stopped.")
 
 
+#: Seconds ``emberlake broker`` waits, beyond the lake's batch time, before it replays the
+#: journal: a lake writer still running on the old broker commits what it had read by then.
+REPLAY_SETTLE_SECONDS = 3.0
+
+
 @click.command("broker")
+@click.option(
+    "--replay-after",
+    type=float,
+    default=None,
+    help="Seconds to wait before replaying the receiver's journal into the new broker "
+    f"(default: lake.batch_max_seconds + {REPLAY_SETTLE_SECONDS:.0f}).",
+)
 @click.pass_context
-def broker_command(ctx: click.Context) -> None:
-    """Run only the embedded broker (memory-backed) until Ctrl-C."""
+def broker_command(ctx: click.Context, replay_after: float | None) -> None:
+    """Run only the embedded broker (memory-backed) until Ctrl-C.
+
+    When the receiver journals into this data folder, what the journal holds of earlier
+    brokers and the lake lacks is produced into it once it runs, as `emberlake up` does (see
+    `emberlake journal`). It waits a little first: a lake writer still running on the old
+    broker commits what it had read (and then exits, to be restarted on the new one).
+    """
     from emberlake.cli import settings_of
+    from ingest.journal import journal_enabled
 
     settings = settings_of(ctx)
-    broker = EmbeddedBroker(
-        settings.kafka.embedded_port, Path(settings.data_path) / "logs" / "broker.log"
-    )
+    delay = settings.lake.batch_max_seconds + REPLAY_SETTLE_SECONDS
+    if replay_after is not None:
+        delay = replay_after
+
+    def new_broker() -> EmbeddedBroker:
+        return EmbeddedBroker(
+            settings.kafka.embedded_port, Path(settings.data_path) / "logs" / "broker.log"
+        )
+
+    def announce(broker: Broker) -> None:
+        assert isinstance(broker, EmbeddedBroker)
+        click.echo(f"embedded broker on {broker.bootstrap_servers} (cluster {broker.cluster_id})")
+
+    def settle(broker: Broker) -> bool:
+        announce(broker)
+        click.echo(f"replaying the receiver's journal in {delay:.1f}s")
+        return not stop.wait(delay)
+
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    broker.start()
-    click.echo(f"embedded broker on {broker.bootstrap_servers} (cluster {broker.cluster_id})")
+    broker, report = start_broker(settings, new_broker(), new_broker, settle=settle)
+    assert isinstance(broker, EmbeddedBroker)
     try:
+        if report is not None:
+            click.echo(str(report))
+        if not journal_enabled(settings):
+            announce(broker)
         while not stop.wait(1.0):
             if not broker.alive():
                 raise SystemExit("the embedded broker exited")
