@@ -92,6 +92,8 @@ class ServiceState:
     closed_through_us: int = -1
     windows_closed: int = 0
     metrics: dict[str, MetricState] = field(default_factory=dict)
+    #: Start of the first empty window of a busy service's ongoing silence (-1: not silent).
+    silent_since_us: int = -1
 
     def metric(self, name: str, alpha: float, prior_windows: int = 0) -> MetricState:
         if name not in self.metrics:
@@ -105,6 +107,7 @@ class ServiceState:
             "closed_through_us": self.closed_through_us,
             "windows_closed": self.windows_closed,
             "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
+            "silent_since_us": self.silent_since_us,
         }
 
     @classmethod
@@ -119,6 +122,16 @@ class ServiceState:
             int(data["closed_through_us"]),
             int(data["windows_closed"]),
             {k: MetricState.from_dict(v) for k, v in data["metrics"].items()},
+            int(data.get("silent_since_us", -1)),
+        )
+
+    def busy(self, min_requests: int) -> bool:
+        """Whether the service's usual volume makes an empty window unusual: a request or log
+        rate whose baseline reaches ``min_requests`` a window."""
+        return any(
+            m.baseline.mean >= min_requests
+            for name, m in self.metrics.items()
+            if name == "requests_per_second" or name.startswith("logs_per_second.")
         )
 
 
@@ -251,6 +264,12 @@ def evaluate_window(
     ``known_signatures`` (fingerprint -> first seen) is updated in place. With ``judge_drops``
     off, a value below its baseline neither fires nor teaches the baseline: that is how the last
     window of a service that stopped sending is taken when stops are not to be reported.
+
+    An empty window of a busy service is a silence, not a sample of its normal traffic: the
+    first one of a silence is judged (a drop, when drops are judged), none teaches the
+    baselines, and the later ones are only charted. When traffic comes back it is judged
+    against the baselines from before the silence, so a return to the usual volume (after an
+    outage, or after emberlake itself was stopped) is not taken for a spike.
     """
     rules = (
         _span_rules(window, state, cfg)
@@ -258,6 +277,13 @@ def evaluate_window(
         else _log_rules(window, state, cfg)
     )
     warmed = state.windows_closed >= cfg.warmup_windows
+    silence = window.empty and state.busy(cfg.min_requests)
+    judged = not (silence and state.silent_since_us >= 0)
+    if silence:
+        if state.silent_since_us < 0:
+            state.silent_since_us = window.start_us
+    elif not window.empty:
+        state.silent_since_us = -1
     found: list[Anomaly] = []
     for rule in rules:
         ms = state.metric(rule.metric, cfg.alpha)
@@ -274,7 +300,7 @@ def evaluate_window(
         )
         shown_expected = rule.display(expected) if expected is not None else None
         ms.remember(window.start_us, rule.display(rule.value), shown_expected)
-        if unjudged:
+        if unjudged or not judged:
             continue
         if fired:
             observed = rule.display(rule.value)
@@ -301,10 +327,11 @@ def evaluate_window(
                     ms.history,
                 )
             )
-            spread = max(base.std, rule.floor)
-            limit = base.mean + math.copysign(cfg.z_threshold * spread, z)
-            base.update(limit)
-        else:
+            if not silence:
+                spread = max(base.std, rule.floor)
+                limit = base.mean + math.copysign(cfg.z_threshold * spread, z)
+                base.update(limit)
+        elif not silence:
             base.update(rule.value)
     for fp, sig in sorted(window.signatures.items()):
         if fp in known_signatures:

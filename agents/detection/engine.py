@@ -53,6 +53,9 @@ class DetectionEngine:
         #: Wall time (seconds) of the last record per service: drives idle closing.
         self.last_activity: dict[ServiceKey, float] = {}
         self.late_records = 0
+        #: Wall time (us) this engine's state was loaded: windows that ended before it passed
+        #: while no detector ran (-1: never loaded, all windows were seen live).
+        self.resumed_us = -1
         self._changes = Changes()
 
     # -- loading persisted state ------------------------------------------------------------
@@ -63,6 +66,7 @@ class DetectionEngine:
         signatures: Iterable[tuple[str, str, str, int]],
         wall_now: float,
     ) -> None:
+        self.resumed_us = int(wall_now * 1_000_000)
         for state in services:
             key = (state.signal, state.tenant, state.service)
             self.services[key] = state
@@ -123,16 +127,28 @@ class DetectionEngine:
     ) -> None:
         width = self.config.window_us
         known = self.signatures.setdefault((state.tenant, state.service), {})
-        # Score the silent windows between the last closed one and this one as empty.
+        # Score the silent windows between the last closed one and this one as empty, except
+        # those that ended while no detector ran: the silence of a service cannot be told from
+        # emberlake itself being down.
         if state.closed_through_us >= 0:
             gap_start = max(state.closed_through_us + width, start - MAX_GAP_WINDOWS * width)
+            gap_start = max(gap_start, self._first_witnessed(gap_start))
             for empty in range(gap_start, start, width):
-                self._evaluate(state, WindowStats(empty), known, detected_at_us)
+                self._evaluate(
+                    state, WindowStats(empty), known, detected_at_us, self.config.silence_alerts
+                )
         key = (state.signal, state.tenant, state.service, start)
         stats = self.windows.pop(key, None) or WindowStats(start)
         self._changes.windows.pop(key, None)
         self._changes.closed_windows.add(key)
         self._evaluate(state, stats, known, detected_at_us, judge_drops)
+
+    def _first_witnessed(self, start: int) -> int:
+        """The first window from ``start`` on that had not ended when this engine was loaded."""
+        width = self.config.window_us
+        if self.resumed_us < 0 or start + width > self.resumed_us:
+            return start
+        return self.resumed_us - self.resumed_us % width
 
     def _evaluate(
         self,
@@ -195,12 +211,16 @@ class DetectionEngine:
                 continue  # only request rates fire on a drop
             rate = state.metrics.get("requests_per_second")
             if rate is None or rate.baseline.mean < cfg.min_requests:
-                continue  # too quiet for silence to mean anything (or already taken as quiet)
-            horizon = state.watermark_us + int((wall_now - last) * 1_000_000) - grace_us
+                continue  # too quiet for silence to mean anything
+            if state.silent_since_us >= 0:
+                continue  # this silence was scored already; it ends with the next record
+            # Since a restart, the service's clock runs on from the restart at the latest.
+            clock = max(state.watermark_us, self.resumed_us)
+            horizon = clock + int((wall_now - last) * 1_000_000) - grace_us
             known = self.signatures.setdefault((state.tenant, state.service), {})
-            start = state.closed_through_us + width
+            start = self._first_witnessed(state.closed_through_us + width)
             for _ in range(MAX_GAP_WINDOWS):
-                if start + width > horizon:
+                if start + width > horizon or state.silent_since_us >= 0:
                     break
                 self._evaluate(state, WindowStats(start), known, now_us)
                 start += width

@@ -86,6 +86,11 @@ class WindowStats:
     slow_traces: list[tuple[float, str]] = field(default_factory=list)
     error_logs: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def empty(self) -> bool:
+        """No request, log or error signature fell in this window."""
+        return self.requests == 0 and not self.logs and not self.signatures
+
     def _signature(self, sig: ErrorSignature, trace_id: str) -> None:
         entry = self.signatures.setdefault(sig.fingerprint, SignatureCount(sig.type, sig.template))
         entry.count += 1

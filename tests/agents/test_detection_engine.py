@@ -148,13 +148,75 @@ def test_a_service_that_goes_silent_is_noticed_while_silent() -> None:
     assert {a.kind for a in anomalies} == {"request_rate"}
     assert anomalies[0].observed == 0.0 and anomalies[0].expected > 10
     assert state.closed_through_us > closed
-    # A long silence ends in a quiet baseline, after which nothing more is scored.
+    # A silence is reported once: nothing more is scored while it lasts, and it teaches the
+    # baseline nothing (it is not the service's normal traffic).
+    mean = state.metrics["requests_per_second"].baseline.mean
     for wall in range(20, 400, 5):
         engine.close_idle(wall_now=float(wall))
-    engine.take_changes()
+    assert engine.take_changes().anomalies == []
     through = state.closed_through_us
     engine.close_idle(wall_now=500.0)
     assert not engine.take_changes() and state.closed_through_us == through
+    assert state.metrics["requests_per_second"].baseline.mean == mean
+
+
+def _traffic(engine: DetectionEngine, first: int, seconds: int, per_second: int = 20) -> None:
+    for second in range(first, first + seconds):
+        facts = [span(second + k / per_second) for k in range(per_second)]
+        engine.observe_spans("default", facts, second + 1.0)
+        engine.close_ready(second + 1.0)
+
+
+def test_traffic_back_after_a_silence_is_judged_against_the_baseline_before_it() -> None:
+    engine = DetectionEngine(CFG)
+    _steady(engine, 10)
+    engine.take_changes()
+    for wall in range(10, 120, 5):  # silent from 10 s to 120 s: one drop
+        engine.close_idle(wall_now=float(wall))
+    drops = engine.take_changes().anomalies
+    assert [a.kind for a in drops] == ["request_rate"] and drops[0].observed == 0.0
+    # The usual volume again: no spike, although a hundred empty windows went by.
+    _traffic(engine, 120, 10)
+    assert engine.take_changes().anomalies == []
+    state = engine.services[("spans", "default", "cart")]
+    assert state.silent_since_us == -1
+    # A real surge after a silence still fires.
+    _traffic(engine, 130, 3, per_second=200)
+    surge = engine.take_changes().anomalies
+    assert surge and {(a.kind, a.observed) for a in surge} == {("request_rate", 200.0)}
+
+
+def test_without_silence_alerts_a_gap_is_not_a_drop_and_teaches_nothing() -> None:
+    engine = DetectionEngine(dataclasses.replace(CFG, silence_alerts=False))
+    _steady(engine, 10)
+    engine.take_changes()
+    _traffic(engine, 200, 10)  # no records for 190 s, then the usual volume
+    assert engine.take_changes().anomalies == []
+
+
+def test_windows_that_passed_while_no_detector_ran_are_not_scored() -> None:
+    first = DetectionEngine(CFG)
+    _steady(first, 10)
+    first.take_changes()
+    # emberlake was stopped from 10 s to 300 s: clients could not send and nothing was seen.
+    restarted = DetectionEngine(CFG)
+    windows = list(first.windows.items())
+    signatures = [
+        (tenant, service, fp, seen)
+        for (tenant, service), known in first.signatures.items()
+        for fp, seen in known.items()
+    ]
+    restarted.load(first.services.values(), windows, signatures, wall_now=300.0)
+    _traffic(restarted, 300, 10)
+    assert restarted.take_changes().anomalies == []  # neither a drop for the gap nor a spike
+    # A service still silent after the restart is reported, for a window it was seen silent in.
+    again = DetectionEngine(CFG)
+    again.load(first.services.values(), windows, signatures, wall_now=300.0)
+    for wall in range(300, 330):
+        again.close_idle(wall_now=float(wall))
+    drops = again.take_changes().anomalies
+    assert [a.kind for a in drops] == ["request_rate"]
+    assert drops[0].window_start >= "1970-01-01T00:05:00"
 
 
 def test_records_delayed_less_than_the_grace_are_still_counted() -> None:
