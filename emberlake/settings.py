@@ -208,6 +208,9 @@ class AgentSettings:
     #: Score the windows a silent service leaves empty while it is silent, so a service that
     #: stops sending shows a request-rate drop without waiting for its traffic to resume.
     detector_silence_alerts: bool = True
+    #: A metric anomalous this many windows in a row is taken as having a new normal and its
+    #: baseline learns from it; shorter incidents teach the baselines nothing.
+    detector_adapt_after_windows: int = 30
     #: Largest number of records the detectors fold into one state commit.
     detector_batch_records: int = 500
     #: Longest wait for a batch to fill before it is processed anyway.

@@ -41,6 +41,8 @@ class DetectorConfig:
     lateness_seconds: float = 10.0
     idle_seconds: float = 30.0
     silence_alerts: bool = True
+    #: A metric anomalous this many windows in a row has a new normal: it is learned from then.
+    adapt_after_windows: int = 30
     alpha: float = 0.1
 
     @classmethod
@@ -54,6 +56,7 @@ class DetectorConfig:
             lateness_seconds=agents.detector_lateness_seconds,
             idle_seconds=agents.detector_idle_seconds,
             silence_alerts=agents.detector_silence_alerts,
+            adapt_after_windows=agents.detector_adapt_after_windows,
         )
 
     @property
@@ -67,17 +70,27 @@ class MetricState:
 
     baseline: EwmaBaseline
     history: list[tuple[int, float, float | None]] = field(default_factory=list)
+    #: Windows in a row this metric fired for (0: its last judged window was normal).
+    firing: int = 0
 
     def remember(self, start_us: int, observed: float, expected: float | None) -> None:
         self.history.append((start_us, observed, expected))
         del self.history[:-HISTORY]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"b": self.baseline.to_dict(), "h": [list(p) for p in self.history]}
+        return {
+            "b": self.baseline.to_dict(),
+            "h": [list(p) for p in self.history],
+            "f": self.firing,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MetricState:
-        return cls(EwmaBaseline.from_dict(data["b"]), [(int(s), o, e) for s, o, e in data["h"]])
+        return cls(
+            EwmaBaseline.from_dict(data["b"]),
+            [(int(s), o, e) for s, o, e in data["h"]],
+            int(data.get("f", 0)),
+        )
 
 
 @dataclass
@@ -327,11 +340,13 @@ def evaluate_window(
                     ms.history,
                 )
             )
-            if not silence:
-                spread = max(base.std, rule.floor)
-                limit = base.mean + math.copysign(cfg.z_threshold * spread, z)
-                base.update(limit)
+            # An anomalous window teaches nothing (learning it, even clipped, would widen the
+            # spread and hide the next incident), unless the change lasts: then it is normal.
+            ms.firing += 1
+            if ms.firing > cfg.adapt_after_windows and not silence:
+                base.update(rule.value)
         elif not silence:
+            ms.firing = 0
             base.update(rule.value)
     for fp, sig in sorted(window.signatures.items()):
         if fp in known_signatures:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 
+from agents.anomalies import iso_from_us
 from agents.detection.detector import DetectorConfig, ServiceState, evaluate_window
 from agents.detection.signature import error_signature
 from agents.detection.telemetry import LogFact, SpanFact
@@ -173,3 +174,31 @@ def test_state_survives_serialisation() -> None:
     assert copy == state
     stats = span_window(10, rng, 100, 0.5, 40.0)
     assert WindowStats.from_dict(stats.to_dict()) == stats
+
+
+def test_an_incident_teaches_nothing_so_the_next_one_is_caught_too() -> None:
+    rng = random.Random(13)
+    normal = lambda i: span_window(i, rng, poisson(rng, 100), 0.02, 40.0)  # noqa: E731
+    series = [normal(i) for i in range(30)]
+    series += [span_window(i, rng, 100, 0.7, 40.0) for i in range(30, 36)]  # a minute of errors
+    series += [normal(i) for i in range(36, 46)]  # back to normal for 100 s
+    series += [span_window(i, rng, 100, 0.5, 40.0) for i in range(46, 48)]  # again
+    state = ServiceState("default", "checkout", "spans")
+    found = run(series, state)
+    windows = sorted({a.window_start for a in found if a.kind == "error_rate"})
+    assert len(windows) == 8  # every window of both incidents
+    second = [a for a in found if a.window_start >= windows[6]]
+    assert second and all(a.expected < 0.05 for a in second)
+    assert state.metrics["error_rate"].baseline.mean < 0.05
+
+
+def test_a_lasting_change_becomes_the_new_normal() -> None:
+    rng = random.Random(17)
+    series = [span_window(i, rng, poisson(rng, 100), 0.0, 40.0) for i in range(30)]
+    # Traffic grows fivefold for good (a launch): reported while new, learned once it lasted.
+    series += [span_window(i, rng, poisson(rng, 500), 0.0, 40.0) for i in range(30, 150)]
+    state = ServiceState("default", "checkout", "spans")
+    found = [a for a in run(series, state) if a.kind == "request_rate"]
+    assert len(found) > CFG.adapt_after_windows
+    assert max(a.window_start for a in found) < iso_from_us(100 * W)
+    assert state.metrics["requests_per_second"].baseline.mean > 450
