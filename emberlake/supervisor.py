@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING
 import click
 
 from emberlake.broker import Broker, EmbeddedBroker, broker_for
+from emberlake.errors import ConfigError
 from emberlake.process import child_setup
 from emberlake.settings import Settings, to_env
 
@@ -118,6 +119,18 @@ class Running:
     restarts: int = 0
 
 
+def last_log_line(path: Path, tail_bytes: int = 4096) -> str:
+    """The last non-empty line of a component's log (its error, when it died of one)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - tail_bytes))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
 def available(component: Component) -> bool:
     """Whether this installation has the component's subcommand (optional parts may be absent)."""
     from emberlake.cli import cli
@@ -160,6 +173,15 @@ class Supervisor:
     def components(self) -> list[Component]:
         chosen = [c for c in COMPONENTS if not self.only or c.name in self.only]
         return [c for c in chosen if available(c)]
+
+    def check_ports(self) -> None:
+        """Refuse to start when a port the system listens on is held by something else."""
+        from emberlake.ports import in_use, listeners, taken_message
+
+        names = [c.name for c in self.components()]
+        taken = [p for p in listeners(self.settings, names) if in_use(p)]
+        if taken:
+            raise ConfigError(taken_message(taken))
 
     def start(self) -> None:
         self.settings.data_path.mkdir(parents=True, exist_ok=True)
@@ -205,7 +227,13 @@ class Supervisor:
                 backoff = min(30.0, 2.0 ** min(run.restarts, 5))
                 if time.monotonic() - run.started > 60:
                     backoff = 1.0
-                log.warning("%s exited with %s; restarting in %.0fs", name, code, backoff)
+                log.warning(
+                    "%s exited with %s; restarting in %.0fs (last log line: %s)",
+                    name,
+                    code,
+                    backoff,
+                    last_log_line(Path(run.log_file.name)) or "none",
+                )
                 if self._stopping.wait(backoff):
                     return
                 new = self._spawn(run.component)
@@ -284,6 +312,7 @@ def up_command(ctx: click.Context, only: tuple[str, ...]) -> None:
     def on_signal(signum: int, _frame: object) -> None:
         sup._stopping.set()
 
+    sup.check_ports()
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
