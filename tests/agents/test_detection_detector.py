@@ -169,9 +169,17 @@ def test_new_error_signature_fires_once_after_warm_up() -> None:
 def test_state_survives_serialisation() -> None:
     rng = random.Random(4)
     state = ServiceState("default", "checkout", "spans")
-    run([span_window(i, rng, 100, 0.01, 40.0) for i in range(10)], state)
+    series = [span_window(i, rng, 100, 0.01, 40.0) for i in range(10)]
+    # An incident still going on and a silence begun: both are part of the state to keep.
+    series += [span_window(i, rng, 100, 0.6, 40.0) for i in range(10, 12)]
+    series.append(WindowStats(12 * W))
+    run(series, state)
+    assert state.metrics["error_rate"].firing == 2 and state.silent_since_us == 12 * W
     copy = ServiceState.from_dict("default", "checkout", "spans", state.to_dict())
     assert copy == state
+    older = state.to_dict()
+    del older["silent_since_us"]  # state written before silences were tracked
+    assert ServiceState.from_dict("default", "checkout", "spans", older).silent_since_us == -1
     stats = span_window(10, rng, 100, 0.5, 40.0)
     assert WindowStats.from_dict(stats.to_dict()) == stats
 
