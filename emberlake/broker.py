@@ -174,8 +174,13 @@ class ExternalBroker:
         return None
 
 
+def embedded_broker(settings: Settings) -> EmbeddedBroker:
+    """The embedded broker on the configured port, logging into the data folder."""
+    return EmbeddedBroker(settings.kafka.embedded_port, settings.data_path / "logs/broker.log")
+
+
 def broker_for(settings: Settings) -> Broker:
     """The broker the settings name: external when bootstrap servers are set, else embedded."""
     if settings.embedded_broker:
-        return EmbeddedBroker(settings.kafka.embedded_port, settings.data_path / "logs/broker.log")
+        return embedded_broker(settings)
     return ExternalBroker(settings.kafka.bootstrap_servers)

@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
-from emberlake.broker import Broker, EmbeddedBroker, broker_for
+from emberlake.broker import Broker, EmbeddedBroker, broker_for, embedded_broker
 from emberlake.errors import ConfigError
 from emberlake.process import child_setup
 from emberlake.settings import Settings, to_env
@@ -355,11 +355,6 @@ def broker_command(ctx: click.Context, replay_after: float | None) -> None:
     if replay_after is not None:
         delay = replay_after
 
-    def new_broker() -> EmbeddedBroker:
-        return EmbeddedBroker(
-            settings.kafka.embedded_port, Path(settings.data_path) / "logs" / "broker.log"
-        )
-
     def announce(broker: Broker) -> None:
         assert isinstance(broker, EmbeddedBroker)
         click.echo(f"embedded broker on {broker.bootstrap_servers} (cluster {broker.cluster_id})")
@@ -372,7 +367,9 @@ def broker_command(ctx: click.Context, replay_after: float | None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    broker, report = start_broker(settings, new_broker(), new_broker, settle=settle)
+    broker, report = start_broker(
+        settings, embedded_broker(settings), lambda: embedded_broker(settings), settle=settle
+    )
     assert isinstance(broker, EmbeddedBroker)
     try:
         if report is not None:

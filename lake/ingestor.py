@@ -432,19 +432,11 @@ def journal_clusters(settings: Settings) -> set[str] | None:
     segment's header cannot be read yet (one being created): then no offsets are retired."""
     from ingest.journal import JournalStore, journal_dir
 
-    store = JournalStore(journal_dir(settings))
-    clusters = set()
-    for name in store.names():
-        try:
-            header = store.read_header(name)
-        except FileNotFoundError:  # trimmed meanwhile
-            continue
-        except OSError:
-            return None
-        if header is None:
-            return None
-        clusters.add(header.cluster)
-    return clusters
+    try:
+        headers = list(JournalStore(journal_dir(settings)).headers().values())
+    except OSError:
+        return None
+    return None if None in headers else {h.cluster for h in headers if h is not None}
 
 
 def build_ingestor(

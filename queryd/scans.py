@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,8 +117,7 @@ class IcebergScanPlanner:
         self, catalog: Catalog, cache_entries: int = 512, table_entries: int = 256
     ) -> None:
         self.catalog = catalog
-        self._cache: OrderedDict[tuple[str, int], Plan] = OrderedDict()
-        self._cache_entries = cache_entries
+        self._plans: LruCache[tuple[str, int], Plan] = LruCache(cache_entries)
         self._tables: LruCache[tuple[str, str], _Loaded] = LruCache(table_entries)
         self._lock = threading.Lock()
         self.plans_computed = 0
@@ -208,11 +206,9 @@ class IcebergScanPlanner:
 
     def _files(self, identifier: str, snapshot_id: int, table: Table) -> Plan:
         key = (identifier, snapshot_id)
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                return cached
+        cached = self._plans.get(key)
+        if cached is not None:
+            return cached
         tasks = table.scan(snapshot_id=snapshot_id).plan_files()
         if any(task.delete_files for task in tasks):
             # Row-level deletes would be silently ignored by a plain Parquet read.
@@ -233,9 +229,7 @@ class IcebergScanPlanner:
         )
         with self._lock:
             self.plans_computed += 1
-            self._cache[key] = plan
-            while len(self._cache) > self._cache_entries:
-                self._cache.popitem(last=False)
+        self._plans.put(key, plan)
         return plan
 
 

@@ -291,7 +291,7 @@ def evaluate_window(
     )
     warmed = state.windows_closed >= cfg.warmup_windows
     silence = window.empty and state.busy(cfg.min_requests)
-    judged = not (silence and state.silent_since_us >= 0)
+    still_silent = silence and state.silent_since_us >= 0
     if silence:
         if state.silent_since_us < 0:
             state.silent_since_us = window.start_us
@@ -313,7 +313,7 @@ def evaluate_window(
         )
         shown_expected = rule.display(expected) if expected is not None else None
         ms.remember(window.start_us, rule.display(rule.value), shown_expected)
-        if unjudged or not judged:
+        if unjudged or still_silent:
             continue
         if fired:
             observed = rule.display(rule.value)

@@ -131,8 +131,9 @@ class DetectionEngine:
         # those that ended while no detector ran: the silence of a service cannot be told from
         # emberlake itself being down.
         if state.closed_through_us >= 0:
-            gap_start = max(state.closed_through_us + width, start - MAX_GAP_WINDOWS * width)
-            gap_start = max(gap_start, self._first_witnessed(gap_start))
+            gap_start = self._first_witnessed(
+                max(state.closed_through_us + width, start - MAX_GAP_WINDOWS * width)
+            )
             for empty in range(gap_start, start, width):
                 self._evaluate(
                     state, WindowStats(empty), known, detected_at_us, self.config.silence_alerts

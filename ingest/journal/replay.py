@@ -169,8 +169,7 @@ def replay_journal(settings: Settings, directory: Path, cluster: str) -> ReplayR
     """
     store = JournalStore(directory)
     headers: dict[str, SegmentHeader] = {}
-    for name in store.names():
-        header = store.read_header(name)
+    for name, header in store.headers().items():
         if header is None:
             # Not even a header: a crash right after creating the file, or foreign data. Keep
             # it for inspection under a name nothing reads.

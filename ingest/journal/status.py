@@ -8,7 +8,6 @@ are still in the broker, and those the lake holds are trimmed.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from emberlake.settings import Settings
-from ingest.journal.segment import DecodedSegment, JournalEntry, SegmentHeader
+from ingest.journal.segment import DecodedSegment, JournalEntry
 from ingest.journal.store import JournalStore
 
 #: Whether the lake holds an entry journalled under a cluster (None: the lake is unreadable).
@@ -205,11 +204,7 @@ def journal_status(
                 )
 
             held = check
-    headers: dict[str, SegmentHeader] = {}
-    for name in names:
-        with contextlib.suppress(FileNotFoundError):  # trimmed or replayed meanwhile
-            if (header := store.read_header(name)) is not None:
-                headers[name] = header
+    headers = {n: h for n, h in store.headers().items() if h is not None}
     superseded = {old for h in headers.values() for old in h.supersedes if old in headers}
     tally = StatusTally(status, held)
     for name in names:

@@ -119,6 +119,15 @@ class JournalStore:
                 header = decode_header(f.read())
         return header
 
+    def headers(self) -> dict[str, SegmentHeader | None]:
+        """Every segment's header, oldest first (None: unreadable); segments deleted while
+        listing are left out."""
+        out: dict[str, SegmentHeader | None] = {}
+        for name in self.names():
+            with contextlib.suppress(FileNotFoundError):  # trimmed or replayed meanwhile
+                out[name] = self.read_header(name)
+        return out
+
     def delete(self, names: Sequence[str]) -> None:
         for name in names:
             with contextlib.suppress(FileNotFoundError):
