@@ -72,8 +72,18 @@ def _crash_broker_under_load(system: LocalSystem, run: str) -> tuple[SendLog, fl
         wait_until(lambda: sender.log.acked_count() >= 600, 60, "more acknowledgements")
         pid = supervised_pid(system.log_path, "broker")
         assert pid is not None and process_alive(pid), system.logs()
-        os.kill(pid, signal.SIGKILL)
-        killed_at = time.monotonic()
+        # Hold the writer while the broker acknowledges more, so the crash always finds
+        # acknowledged spans the lake has not read yet (otherwise it depends on timing).
+        writer = supervised_pid(system.log_path, "writer")
+        assert writer is not None and process_alive(writer), system.logs()
+        os.kill(writer, signal.SIGSTOP)
+        try:
+            held = sender.log.acked_count()
+            wait_until(lambda: sender.log.acked_count() >= held + 200, 60, "unread spans")
+            os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+        finally:
+            os.kill(writer, signal.SIGCONT)
         wait_until(
             lambda: (supervised_pid(system.log_path, "broker") or pid) != pid,
             60,
